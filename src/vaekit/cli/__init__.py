@@ -1,0 +1,55 @@
+"""The `vaekit` command: a thin layer that parses flags, calls the library and prints.
+
+Each sub-command is a module with `add_parser(subparsers)` and `run(args) -> int`. A `UserError`
+ends as one line on stderr and exit status 2 (`--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from types import ModuleType
+
+from vaekit import __version__
+from vaekit.cli import encode, info, reconstruct, sample, train
+from vaekit.cli.options import OneLineParser
+from vaekit.errors import UserError
+
+COMMANDS: list[ModuleType] = [train, sample, reconstruct, encode, info]
+
+DESCRIPTION = """\
+vaekit trains variational auto-encoders (Kingma & Welling) on images, arrays and tables, and
+uses them to generate, encode and reconstruct data. Figures are in nats per example.
+
+  vaekit train --data digits --out runs/digits      train on the embedded 8x8 digits
+  vaekit sample runs/digits --n 64 --out grid.png   decode prior samples
+  vaekit info runs/digits                           settings and final figures
+
+Run `vaekit COMMAND --help` for each command's flags and examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="vaekit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers.required = True
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except UserError as error:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"vaekit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        return 130

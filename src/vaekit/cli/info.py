@@ -1,0 +1,56 @@
+"""vaekit info: a run's settings, data and final figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vaekit.cli.options import add_debug_flag, add_json_flag
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info", help="show a run's settings and final figures",
+        description="Print the settings, the data and the figures (nats per example) of a run.",
+        epilog="example:\n  vaekit info runs/digits\n  vaekit info runs/digits --json | python -m json.tool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_json_flag(parser, "settings, data and figures")
+    add_debug_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vaekit.run import read_config, read_metrics, read_results
+
+    config, data = read_config(args.run_dir)
+    metrics = read_metrics(args.run_dir)
+    results = read_results(args.run_dir)
+    if args.json:
+        payload = {"config": config.to_dict(), "data": asdict(data), "results": results,
+                   "last_epoch": metrics[-1] if metrics else None}
+        print(json.dumps(payload))
+        return 0
+    model, train = config.model, config.train
+    print(f"run        {args.run_dir}")
+    print(f"data       {data.description}: {data.kind}, shape {data.event_shape}, "
+          f"{data.counts['train']} train / {data.counts['validation']} validation / {data.counts['test']} test")
+    print(f"model      {model.architecture} hidden {list(model.hidden_sizes)} latent {model.latent_dim}, "
+          f"{data.likelihood} likelihood")
+    print(f"training   {train.objective}, Adam lr {train.learning_rate:g}, batch {train.batch_size}, "
+          f"epochs {train.epochs}, seed {train.seed}, binarize {config.data.binarize}")
+    if metrics:
+        last = metrics[-1]
+        line = f"epoch {last['epoch']}: train -ELBO {-last['train_elbo']:.2f}"
+        if "val_elbo" in last:
+            line += f", validation -ELBO {-last['val_elbo']:.2f}"
+        print(f"progress   {line}")
+    if results:
+        print(f"test       -ELBO {-results['test_elbo']:.2f} nats (reconstruction {-results['test_reconstruction']:.2f}, "
+              f"KL {results['test_kl']:.2f}) with the best weights of epoch {results['best_epoch']}")
+    else:
+        print("test       not yet: training has not finished (vaekit train --resume continues it)")
+    return 0

@@ -1,0 +1,124 @@
+"""vaekit train: fit a VAE to a data source and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vaekit.cli.options import (
+    add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, parse_int_list,
+)
+from vaekit.config import (
+    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, OBJECTIVES, RunConfig,
+    load_toml,
+)
+from vaekit.run import RUN_FILES
+
+EXAMPLES = """\
+examples:
+  vaekit train --data digits --out runs/digits
+  vaekit train --data fashion-mnist --out runs/fmnist --epochs 10 --hidden-sizes 400 --latent-dim 20
+  vaekit train --config configs/fashion-mnist-binarized.toml --out runs/fmnist-bin
+  vaekit train --data photos/ --image-size 32 --architecture conv --out runs/photos
+  vaekit train --resume runs/fmnist --epochs 20      continue a run exactly where it stopped
+
+A run directory holds config.json, model.safetensors (best weights), checkpoint.safetensors (for
+--resume), metrics.jsonl (one line per epoch), results.json (test figures), samples.png,
+reconstructions.png and loss.png. Figures are nats per example; -ELBO is the loss."""
+
+# flag -> (config section, field, argparse keywords). Flags override the --config file.
+SETTINGS: dict[str, tuple[str, str, dict]] = {
+    "--latent-dim": ("model", "latent_dim", {"type": int, "help": "size D of the latent code (default 20)"}),
+    "--architecture": ("model", "architecture", {"choices": ARCHITECTURES, "help": "mlp (default) or conv (images)"}),
+    "--hidden-sizes": ("model", "hidden_sizes", {"type": parse_int_list, "metavar": "N,N",
+                                                 "help": "hidden layer widths, e.g. 300,300 (default 400)"}),
+    "--activation": ("model", "activation", {"choices": ACTIVATIONS}),
+    "--conv-channels": ("model", "conv_channels", {"type": parse_int_list, "metavar": "N,N",
+                                                   "help": "channels per conv layer (default 32,64)"}),
+    "--likelihood": ("model", "likelihood", {"choices": LIKELIHOODS,
+                                             "help": "p(x|z); auto = bernoulli for [0,1] pixels, else gaussian"}),
+    "--gaussian-variance": ("model", "gaussian_variance", {"choices": GAUSSIAN_VARIANCES}),
+    "--binarize": ("data", "binarize", {"choices": BINARIZATIONS,
+                                        "help": "none (grey levels), dynamic (fresh draw per batch) or static"}),
+    "--validation-fraction": ("data", "validation_fraction", {"type": float, "help": "default 1/12"}),
+    "--split-seed": ("data", "split_seed", {"type": int}),
+    "--epochs": ("train", "epochs", {"type": int, "help": "default 30"}),
+    "--batch-size": ("train", "batch_size", {"type": int, "help": "default 128"}),
+    "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 1e-3)"}),
+    "--mc-samples": ("train", "mc_samples", {"type": int, "help": "L, samples of z per input (default 1)"}),
+    "--objective": ("train", "objective", {"choices": OBJECTIVES}),
+    "--iwae-samples": ("train", "iwae_samples", {"type": int}),
+    "--beta": ("train", "beta", {"type": float, "help": "weight of the KL term (default 1)"}),
+    "--warmup-epochs": ("train", "warmup_epochs", {"type": int, "help": "KL warm-up length (default 0)"}),
+    "--free-bits": ("train", "free_bits", {"type": float, "help": "KL floor per latent dimension, nats"}),
+    "--patience": ("train", "patience", {"type": int, "help": "early-stopping patience in epochs (default 10)"}),
+    "--seed": ("train", "seed", {"type": int}),
+    "--device": ("train", "device", {"choices": DEVICES}),
+    "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {"type": int}),
+    "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {"type": float}),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a VAE and write a run directory", epilog=EXAMPLES,
+        description="Train a VAE by maximizing the ELBO, validating every epoch with early stopping.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_source_flags(parser)
+    parser.add_argument("--out", metavar="RUN_DIR", help="the run directory to create")
+    parser.add_argument("--config", metavar="TOML", help="a TOML file with [data], [model], [train] tables")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    for flag, (_, _, keywords) in SETTINGS.items():
+        parser.add_argument(flag, **keywords)
+    add_json_flag(parser, "the test figures")
+    add_debug_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    overrides: dict[str, dict[str, object]] = {"data": data_overrides(args), "model": {}, "train": {}}
+    for flag, (section, field, _) in SETTINGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides[section][field] = value
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from vaekit.api import train
+    from vaekit.errors import UserError
+    from vaekit.run import read_config
+
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise UserError("--resume RUN_DIR continues that run in place; drop --out")
+        out = Path(args.resume)
+        base, _ = read_config(out)
+        overrides = _overrides(args)
+        if overrides["data"] or overrides["model"]:
+            raise UserError(f"{out}: --resume keeps the run's data and model; pass only training flags such as --epochs")
+        config = base.with_overrides({"train": overrides["train"]})
+    else:
+        if not args.out:
+            raise UserError("--out RUN_DIR is required: the folder to write the run into")
+        out = Path(args.out)
+        config = load_toml(args.config) if args.config else RunConfig()
+        config = config.with_overrides(_overrides(args))
+    trained = train(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet)
+    results = trained.results or {}
+    if args.json:
+        print(json.dumps({"run_dir": str(out), **results}))
+        return 0
+    print(
+        f"test -ELBO {-results['test_elbo']:.2f} nats per example "
+        f"(reconstruction {-results['test_reconstruction']:.2f}, KL {results['test_kl']:.2f}) "
+        f"on {results['test_examples']} examples; best epoch {results['best_epoch']}",
+    )
+    pictures = [name for name in RUN_FILES if name.endswith(".png") and (out / name).exists()]
+    print(f"run written to {out}/: {', '.join(pictures)}", file=sys.stderr)
+    return 0

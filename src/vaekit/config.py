@@ -1,0 +1,207 @@
+"""Typed, frozen settings for data, model and training, and their TOML/JSON forms.
+
+Every field's default says why it is what it is. Validation happens in `__post_init__`, so an
+absurd setting fails where it is made, with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+GAUSSIAN_VARIANCES = ("per-dimension", "shared")
+ARCHITECTURES = ("mlp", "conv")
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus")
+BINARIZATIONS = ("none", "dynamic", "static")
+OBJECTIVES = ("elbo", "iwae")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"{name} = {value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"  # the embedded default: trains in seconds on any laptop
+    data_format: str = "auto"  # detected from the path; set to force a reader
+    data_dir: str | None = None  # where the IDX files of fashion-mnist/mnist live, if not the Debian path
+    binarize: str = "none"  # none keeps grey levels (as pytorch/examples does); dynamic is the papers' protocol
+    validation_fraction: float = 1 / 12  # 5,000 of Fashion-MNIST's 60,000 training images
+    test_fraction: float = 1 / 6  # only for sources without their own test split (digits, folders, tables)
+    split_seed: int = 0  # fixed, so every run of a dataset sees the same split whatever the training seed
+    image_size: tuple[int, int] | None = None  # (H, W) to resize an image folder to; None keeps the size
+    channels: int | None = None  # 1 or 3 to force grey or RGB; None takes what the images hold
+    label_column: str | None = None  # a CSV column that holds labels rather than data
+    columns: tuple[str, ...] | None = None  # the CSV columns to model; None takes every numeric one
+    array_key: str = "x"  # the .npz key of the data
+    label_key: str = "y"  # the .npz key of the labels, if present
+
+    def __post_init__(self) -> None:
+        _choice("binarize", self.binarize, BINARIZATIONS)
+        _choice("data_format", self.data_format, DATA_FORMATS)
+        _check(0 <= self.validation_fraction < 1, f"validation_fraction = {self.validation_fraction} must be in [0, 1)")
+        _check(0 <= self.test_fraction < 1, f"test_fraction = {self.test_fraction} must be in [0, 1)")
+        _check(
+            self.validation_fraction + self.test_fraction < 1,
+            "validation_fraction + test_fraction must leave some data for training",
+        )
+        if self.image_size is not None:
+            _check(
+                len(self.image_size) == 2 and all(int(s) > 0 for s in self.image_size),
+                f"image_size = {self.image_size} must be two positive sizes, e.g. 32x32",
+            )
+        _check(self.channels in (None, 1, 3), f"channels = {self.channels} must be 1 (grey) or 3 (RGB)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = 20  # the reference 784-400-20 network of the paper and pytorch/examples
+    architecture: str = "mlp"  # mlp works on any data; conv needs images
+    hidden_sizes: tuple[int, ...] = (400,)  # one hidden layer of 400, the reference shape
+    activation: str = "relu"
+    conv_channels: tuple[int, ...] = (32, 64)  # each conv layer halves the image; two suit 8x8 to 64x64
+    likelihood: str = "auto"  # auto: Bernoulli for pixels in [0, 1], Gaussian for real-valued data
+    gaussian_variance: str = "per-dimension"  # a learned variance per data dimension, or one shared
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 1, f"latent_dim = {self.latent_dim} must be at least 1")
+        _choice("architecture", self.architecture, ARCHITECTURES)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("gaussian_variance", self.gaussian_variance, GAUSSIAN_VARIANCES)
+        _check(all(h >= 1 for h in self.hidden_sizes), f"hidden_sizes = {self.hidden_sizes} must all be at least 1")
+        _check(
+            len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+            f"conv_channels = {self.conv_channels} must be one or more positive counts",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30  # enough for digits to look like digits; early stopping ends it sooner if it stalls
+    batch_size: int = 128  # the reference setting of pytorch/examples
+    learning_rate: float = 1e-3  # Adam's usual step, the reference setting
+    mc_samples: int = 1  # L in the ELBO; one sample per input suffices for large batches (the paper)
+    objective: str = "elbo"  # or iwae, the importance-weighted bound
+    iwae_samples: int = 5  # K of the IWAE objective
+    beta: float = 1.0  # weight of the KL term; 1 is the true ELBO
+    warmup_epochs: int = 0  # KL warm-up: beta rises linearly from 0 over this many epochs
+    free_bits: float = 0.0  # a floor (nats) on each latent dimension's batch-averaged KL; 0 is off
+    patience: int | None = 10  # epochs without a better validation ELBO before stopping; None trains all epochs
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every_steps: int | None = None  # besides every epoch
+    checkpoint_every_minutes: float | None = None  # besides every epoch
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"epochs = {self.epochs} must be at least 1")
+        _check(self.batch_size >= 1, f"batch_size = {self.batch_size} must be at least 1")
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            f"learning_rate = {self.learning_rate} must be a positive number such as 1e-3",
+        )
+        _check(self.mc_samples >= 1, f"mc_samples = {self.mc_samples} must be at least 1")
+        _choice("objective", self.objective, OBJECTIVES)
+        _check(self.iwae_samples >= 1, f"iwae_samples = {self.iwae_samples} must be at least 1")
+        _check(math.isfinite(self.beta) and self.beta >= 0, f"beta = {self.beta} must be a number >= 0")
+        _check(self.warmup_epochs >= 0, f"warmup_epochs = {self.warmup_epochs} must be >= 0")
+        _check(math.isfinite(self.free_bits) and self.free_bits >= 0, f"free_bits = {self.free_bits} must be >= 0")
+        _check(self.patience is None or self.patience >= 1, f"patience = {self.patience} must be at least 1")
+        _choice("device", self.device, DEVICES)
+        _check(
+            self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+            f"checkpoint_every_steps = {self.checkpoint_every_steps} must be at least 1",
+        )
+        _check(
+            self.checkpoint_every_minutes is None or self.checkpoint_every_minutes > 0,
+            f"checkpoint_every_minutes = {self.checkpoint_every_minutes} must be positive",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "config") -> RunConfig:
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        _reject_unknown(raw, list(sections), origin)
+        built = {}
+        for name, section_cls in sections.items():
+            values = raw.get(name, {})
+            if not isinstance(values, dict):
+                raise UserError(f"{origin}: [{name}] must be a table of settings")
+            built[name] = _build(section_cls, values, f"{origin}: [{name}]")
+        return cls(**built)
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+        """Return a copy with the given `{section: {field: value}}` replaced (command-line flags)."""
+        merged = self.to_dict()
+        for section, values in overrides.items():
+            merged[section].update({k: v for k, v in values.items() if v is not None})
+        return RunConfig.from_dict(merged, "command line")
+
+
+def _reject_unknown(raw: dict[str, Any], valid: list[str], origin: str) -> None:
+    for key in raw:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            raise UserError(f"{origin}: unknown key {key!r}{hint}")
+
+
+def _build(cls: type, values: dict[str, Any], origin: str) -> Any:
+    _reject_unknown(values, [f.name for f in fields(cls)], origin)
+    converted = {}
+    for f in fields(cls):
+        if f.name in values:
+            value = values[f.name]
+            # TOML and JSON have lists; the configs hold tuples so that they stay hashable and frozen.
+            converted[f.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**converted)
+    except TypeError as error:
+        raise UserError(f"{origin}: {error}") from error
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    """Read a run configuration from a TOML file with [data], [model] and [train] tables."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file; pass the path of a .toml file (see configs/)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid TOML ({error}); fix the file or see configs/ for examples") from error
+    return RunConfig.from_dict(raw, str(path))
+
+
+def save_json(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    payload = {**config.to_dict(), **(extra or {})}
+    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,86 @@
+"""Codecs: the invertible map between a source's own units and the values the model sees.
+
+A codec is fitted on the training split only and saved in the run's config.json, so `encode`,
+`reconstruct` and `sample` read and write data in the user's original units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+class Codec(Protocol):
+    def to_model(self, stored: torch.Tensor) -> torch.Tensor: ...
+    def from_model(self, values: torch.Tensor) -> torch.Tensor: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PixelCodec:
+    """uint8 pixels 0..255 <-> floats in [0, 1]; kept as uint8 in memory (4x smaller) and scaled per batch."""
+
+    def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        return stored.to(torch.float32).div_(255.0)
+
+    def from_model(self, values: torch.Tensor) -> torch.Tensor:
+        return values.clamp(0, 1).mul(255.0).round().to(torch.uint8)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "pixels"}
+
+
+@dataclass(frozen=True)
+class IdentityCodec:
+    """Float data the model takes as it is (e.g. values already in [0, 1])."""
+
+    def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        return stored.to(torch.float32)
+
+    def from_model(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "identity"}
+
+
+@dataclass(frozen=True)
+class StandardizeCodec:
+    """Per-dimension standardization (x - mean) / std, fitted on the training split."""
+
+    mean: np.ndarray  # (*event_shape)
+    std: np.ndarray  # (*event_shape), never 0
+
+    @classmethod
+    def fit(cls, train: np.ndarray) -> StandardizeCodec:
+        mean = train.mean(axis=0, dtype=np.float64)
+        std = train.std(axis=0, dtype=np.float64)
+        std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)  # a constant column stays as it is
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        mean = torch.as_tensor(self.mean, device=stored.device)
+        std = torch.as_tensor(self.std, device=stored.device)
+        return (stored.to(torch.float32) - mean) / std
+
+    def from_model(self, values: torch.Tensor) -> torch.Tensor:
+        mean = torch.as_tensor(self.mean, device=values.device)
+        std = torch.as_tensor(self.std, device=values.device)
+        return values * std + mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+def codec_from_dict(raw: dict[str, Any]) -> Codec:
+    kind = raw["type"]
+    if kind == "pixels":
+        return PixelCodec()
+    if kind == "identity":
+        return IdentityCodec()
+    if kind == "standardize":
+        return StandardizeCodec(np.asarray(raw["mean"], np.float32), np.asarray(raw["std"], np.float32))
+    raise ValueError(f"unknown codec type {kind!r}")

@@ -1,0 +1,123 @@
+"""What every reader returns, and how a source becomes train/validation/test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vaekit.config import DataConfig
+from vaekit.data.codec import Codec, IdentityCodec, PixelCodec, StandardizeCodec
+from vaekit.errors import UserError
+
+IMAGE, TABLE, ARRAY = "image", "table", "array"
+
+
+@dataclass
+class RawData:
+    """A source as read from disk, before splitting.
+
+    `x` is (N, C, H, W) uint8 for images, (N, columns) float32 for tables, (N, ...) for arrays.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    kind: str  # IMAGE, TABLE or ARRAY: decides the output form of sample/reconstruct
+    description: str  # for messages and config.json, e.g. "fashion-mnist (/usr/share/...)"
+    test_x: np.ndarray | None = None  # a source's own test split (IDX files have one)
+    test_y: np.ndarray | None = None
+    columns: tuple[str, ...] | None = None  # table column names, in order
+    class_names: tuple[str, ...] | None = None  # label index -> name
+    warnings: list[str] = field(default_factory=list)  # e.g. skipped files, shown by the CLI
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # stored form (uint8 pixels or float32)
+    y: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Splits:
+    train: Split
+    validation: Split
+    test: Split
+    codec: Codec
+    raw: RawData  # metadata of the source (kind, columns, class names)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.raw.event_shape
+
+
+def _take(x: np.ndarray, y: np.ndarray | None, index: np.ndarray) -> Split:
+    return Split(x[index], None if y is None else y[index])
+
+
+def split_source(raw: RawData, config: DataConfig) -> Splits:
+    """Carve validation (and, for sources without one, test) examples out of the data by `split_seed`."""
+    count = len(raw.x)
+    if count == 0:
+        raise UserError(f"{raw.description}: holds no examples; point --data at a non-empty source")
+    order = np.random.default_rng(config.split_seed).permutation(count)
+    if raw.test_x is not None:
+        test = Split(raw.test_x, raw.test_y)
+        n_test = 0
+    else:
+        n_test = int(round(count * config.test_fraction))
+        test = _take(raw.x, raw.y, order[:n_test])
+    n_val = int(round(count * config.validation_fraction))
+    if config.validation_fraction > 0 and n_val == 0:
+        raise UserError(
+            f"{raw.description}: {count} examples are too few for a validation split of "
+            f"{config.validation_fraction:.3g}; add data or set validation_fraction = 0"
+        )
+    validation = _take(raw.x, raw.y, order[n_test : n_test + n_val])
+    train = _take(raw.x, raw.y, order[n_test + n_val :])
+    if len(train) == 0:
+        raise UserError(f"{raw.description}: no examples are left for training after the validation and test splits")
+    if len(test) == 0:
+        test = validation  # tiny sources: report on validation rather than on nothing
+    codec = fit_codec(raw, train.x)
+    splits = Splits(train, validation, test, codec, raw)
+    if config.binarize == "static":
+        splits = _binarize(splits, config, ("train", "validation", "test"))
+    elif config.binarize == "dynamic":
+        # Training batches are drawn afresh; evaluation splits are binarized once, fixed by split_seed.
+        splits = _binarize(splits, config, ("validation", "test"))
+    return splits
+
+
+def fit_codec(raw: RawData, train_x: np.ndarray) -> Codec:
+    if raw.x.dtype == np.uint8:
+        return PixelCodec()
+    if raw.kind != TABLE and train_x.size and train_x.min() >= 0 and train_x.max() <= 1:
+        return IdentityCodec()
+    return StandardizeCodec.fit(train_x)
+
+
+def _binarize(splits: Splits, config: DataConfig, names: tuple[str, ...]) -> Splits:
+    if not isinstance(splits.codec, (PixelCodec, IdentityCodec)) or not in_unit_interval(splits.train.x):
+        raise UserError(
+            f"{splits.raw.description}: binarize = {config.binarize!r} needs pixels or values in [0, 1]; "
+            "set binarize = 'none' for real-valued data"
+        )
+    rng = np.random.default_rng(config.split_seed + 1)
+    for name in names:
+        split = getattr(splits, name)
+        probability = split.x.astype(np.float32) / (255.0 if split.x.dtype == np.uint8 else 1.0)
+        drawn = rng.random(probability.shape, dtype=np.float32) < probability
+        stored = (drawn * 255).astype(np.uint8) if split.x.dtype == np.uint8 else drawn.astype(np.float32)
+        setattr(splits, name, Split(stored, split.y))
+    return splits
+
+
+def in_unit_interval(x: np.ndarray) -> bool:
+    return x.dtype == np.uint8 or (x.size > 0 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0)

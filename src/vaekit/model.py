@@ -1,0 +1,71 @@
+"""The VAE of the derivation: recognition model q(z|x), prior p(z) = N(0, I), generative model p(x|z).
+
+q(z|x) = N(μ(x), diag σ²(x)) comes from the encoder's μ and log σ² heads; samples use the
+reparameterization z = μ + σ·ε with ε ~ N(0, I), so gradients reach the encoder through the sample.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from vaekit.config import ModelConfig
+from vaekit.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vaekit.networks import build_networks
+
+
+class VAE(nn.Module):
+    def __init__(self, config: ModelConfig, event_shape: tuple[int, ...], likelihood: str):
+        """`likelihood` is resolved ("bernoulli" or "gaussian"); `event_shape` is one example's shape."""
+        super().__init__()
+        self.config = config
+        self.event_shape = tuple(event_shape)
+        self.latent_dim = config.latent_dim
+        self.encoder, self.decoder = build_networks(config, self.event_shape)
+        if likelihood == "bernoulli":
+            self.likelihood: nn.Module = BernoulliLikelihood(self.event_shape)
+        elif likelihood == "gaussian":
+            self.likelihood = GaussianLikelihood(self.event_shape, config.gaussian_variance)
+        else:
+            raise ValueError(f"likelihood must be resolved to bernoulli or gaussian, not {likelihood!r}")
+
+    def posterior_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(x) and log σ²(x), each (B, D)."""
+        return self.encoder(x)
+
+    def posterior(self, x: torch.Tensor) -> Distribution:
+        """q(z|x) with event shape (D,) and batch shape (B,)."""
+        loc, log_variance = self.posterior_parameters(x)
+        return Independent(Normal(loc, torch.exp(0.5 * log_variance)), 1)
+
+    def prior(self, like: torch.Tensor | None = None) -> Distribution:
+        """p(z) = N(0, I) over (D,), on the device and dtype of `like` (or the model's)."""
+        ref = like if like is not None else next(self.parameters())
+        zeros = torch.zeros(self.latent_dim, device=ref.device, dtype=ref.dtype)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def observation_model(self, z: torch.Tensor) -> Distribution:
+        """p(x|z): batch shape z.shape[:-1], event shape the data's."""
+        return self.likelihood(self.decoder(z))
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] (..., *event_shape): pixel probabilities or Gaussian means, in model units."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode `count` draws from the prior; returns E[x|z] (count, *event_shape) in model units."""
+        ref = next(self.parameters())
+        z = torch.randn(count, self.latent_dim, generator=generator, device=ref.device, dtype=ref.dtype)
+        return self.decode_mean(z)
+
+
+def reparameterize(
+    loc: torch.Tensor, log_variance: torch.Tensor, samples: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """z = μ + σ·ε, ε ~ N(0, I): (samples, B, D) draws that carry gradients back to μ and log σ²."""
+    eps = torch.randn(
+        (samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype
+    )
+    return loc + torch.exp(0.5 * log_variance) * eps

@@ -1,0 +1,120 @@
+"""A run is a directory: config.json, model.safetensors, checkpoint.safetensors, metrics.jsonl, pictures.
+
+`RunInfo` is what config.json holds besides the settings: what the data looked like, so a run can
+be loaded, checked against new data and used without the original source.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit import __version__
+from vaekit.checkpoint import atomic_write_text, load_weights
+from vaekit.config import RunConfig
+from vaekit.data.codec import Codec, codec_from_dict
+from vaekit.errors import UserError
+from vaekit.model import VAE
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the latest full training state, for --resume
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE,
+             "samples.png", "reconstructions.png", "loss.png")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model was trained on; enough to read and write data in its units without the source."""
+
+    description: str
+    kind: str  # image, table or array
+    event_shape: tuple[int, ...]
+    likelihood: str  # resolved: bernoulli or gaussian
+    codec: dict[str, Any]
+    counts: dict[str, int]  # examples per split
+    columns: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DataInfo:
+        raw = dict(raw)
+        raw["event_shape"] = tuple(raw["event_shape"])
+        for key in ("columns", "class_names"):
+            raw[key] = tuple(raw[key]) if raw.get(key) is not None else None
+        return cls(**raw)
+
+    def make_codec(self) -> Codec:
+        return codec_from_dict(self.codec)
+
+
+def write_config(run_dir: Path, config: RunConfig, data: DataInfo) -> None:
+    payload = {
+        "vaekit_version": __version__,
+        "torch_version": torch.__version__,
+        "config": config.to_dict(),
+        "data": asdict(data),
+    }
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory; pass the --out folder of a `vaekit train`")
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a vaekit run (no {CONFIG_FILE}); pass the --out folder of a `vaekit train`")
+    try:
+        raw = json.loads(path.read_text())
+        return RunConfig.from_dict(raw["config"], str(path)), DataInfo.from_dict(raw["data"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: unreadable run config ({error}); the run directory is damaged") from error
+
+
+def build_model(config: RunConfig, data: DataInfo) -> VAE:
+    return VAE(config.model, data.event_shape, data.likelihood)
+
+
+def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[VAE, RunConfig, DataInfo]:
+    """The best weights of a run, in evaluation mode on `device`."""
+    config, data = read_config(run_dir)
+    model = build_model(config, data)
+    load_weights(model, Path(run_dir) / WEIGHTS_FILE)
+    return model.to(device).eval(), config, data
+
+
+def prepare_output_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Create `run_dir`, refusing to clobber an existing run unless `overwrite` is asked for."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder; choose another --out")
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()] if run_dir.is_dir() else []
+    if existing and not overwrite:
+        raise UserError(
+            f"{run_dir}: already holds a run ({', '.join(existing[:3])}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    for name in existing:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RESULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
