@@ -7,6 +7,7 @@ ends as one line on stderr and exit status 2 (`--debug` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from types import ModuleType
@@ -41,8 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_library_warnings() -> None:
+    """Library code logs warnings (e.g. skipped files); the CLI shows them as `vaekit: warning: ...`."""
+    logger = logging.getLogger("vaekit")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("vaekit: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_library_warnings()
     try:
         return args.handler(args) or 0
     except UserError as error:

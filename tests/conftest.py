@@ -1,0 +1,58 @@
+"""Shared fixtures: running the CLI in-process or as a real subprocess, and a small trained run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vaekit.cli import main
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `vaekit ARGS...` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:  # argparse usage errors and --help
+            code = exit.code if isinstance(exit.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
+    """Run `python -m vaekit ARGS...` as a separate process (real exit status, real stderr)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "vaekit", *[str(a) for a in args]],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A small run on the embedded digits, trained once per test session (a few seconds)."""
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "--data", "digits", "--out", str(out), "--epochs", "3", "--quiet"]) == 0
+    return out
