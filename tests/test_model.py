@@ -1,0 +1,54 @@
+"""The recognition and generative models: shapes from the data, the reference network, the posterior."""
+
+import pytest
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.errors import UserError
+from vaekit.model import VAE
+
+
+def linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def test_the_reference_784_400_20_network_is_expressible():
+    model = VAE(ModelConfig(latent_dim=20, hidden_sizes=(400,)), (1, 28, 28), "bernoulli")
+    assert linear_shapes(model.encoder) == [(784, 400), (400, 20), (400, 20)]  # body, μ head, log σ² head
+    assert linear_shapes(model.decoder) == [(20, 400), (400, 784)]
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("event_shape", [(1, 8, 8), (1, 28, 28), (3, 5, 9), (3, 32, 32), (1, 1, 1)])
+def test_networks_fit_any_image_size_and_channel_count(architecture, event_shape):
+    config = ModelConfig(latent_dim=4, hidden_sizes=(32,), architecture=architecture, conv_channels=(8, 16))
+    model = VAE(config, event_shape, "bernoulli")
+    x = torch.rand(3, *event_shape)
+    loc, log_variance = model.posterior_parameters(x)
+    assert loc.shape == log_variance.shape == (3, 4)
+    assert model.decoder(torch.randn(2, 3, 4)).shape == (2, 3, *event_shape)  # (L, B, D) → (L, B, *event)
+    assert model.observation_model(torch.randn(2, 3, 4)).log_prob(x).shape == (2, 3)
+
+
+def test_conv_on_non_images_is_a_clear_error():
+    with pytest.raises(UserError, match="architecture = 'conv' needs images"):
+        VAE(ModelConfig(architecture="conv"), (10,), "gaussian")
+
+
+def test_posterior_and_prior_are_distributions_over_the_latent_vector():
+    model = VAE(ModelConfig(latent_dim=5, hidden_sizes=(16,)), (12,), "gaussian")
+    x = torch.randn(7, 12)
+    q = model.posterior(x)
+    assert q.batch_shape == (7,) and q.event_shape == (5,)
+    p = model.prior(x)
+    assert p.batch_shape == () and p.event_shape == (5,)
+    torch.testing.assert_close(p.mean, torch.zeros(5))
+
+
+def test_sampling_is_reproducible_with_a_generator_and_in_model_units():
+    model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(8,)), (1, 4, 4), "bernoulli")
+    a = model.sample(6, torch.Generator().manual_seed(9))
+    b = model.sample(6, torch.Generator().manual_seed(9))
+    assert a.shape == (6, 1, 4, 4) and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1  # pixel probabilities
