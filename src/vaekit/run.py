@@ -27,7 +27,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"  # the latest full training state, fo
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE,
-             "samples.png", "reconstructions.png", "loss.png")
+             "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png")
 
 
 @dataclass(frozen=True)

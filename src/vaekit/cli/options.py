@@ -64,11 +64,14 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
     parser.add_argument("--channels", type=int, choices=[1, 3], help="force grey (1) or RGB (3) images")
     parser.add_argument("--label-column", help="the CSV column holding labels, not data")
     parser.add_argument("--columns", type=parse_names, metavar="A,B,...", help="the CSV columns to model")
+    parser.add_argument("--array-key", metavar="KEY", help="the .npz array holding the data (default x)")
+    parser.add_argument("--label-key", metavar="KEY", help="the .npz array holding labels (default y)")
 
 
 DATA_FLAG_FIELDS = {
     "data": "source", "data_format": "data_format", "data_dir": "data_dir", "image_size": "image_size",
     "channels": "channels", "label_column": "label_column", "columns": "columns",
+    "array_key": "array_key", "label_key": "label_key",
 }
 
 
@@ -84,3 +87,6 @@ def refuse_existing(path: str, overwrite: bool) -> None:
 
     if Path(path).exists() and not overwrite:
         raise UserError(f"{path}: already exists; pass --overwrite to replace it or choose another --out")
+    parent = Path(path).absolute().parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: the folder {parent} does not exist; create it first or choose another --out")

@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Callable
 
 from vaekit.config import DataConfig
+from vaekit.data.arrays import read_npy, read_npz
 from vaekit.data.codec import Codec, IdentityCodec, PixelCodec, StandardizeCodec, codec_from_dict
 from vaekit.data.digits import read_digits
 from vaekit.data.idx import FASHION_MNIST_DIR, MNIST_DIR, read_idx_dir
+from vaekit.data.images import read_image_folder
 from vaekit.data.source import ARRAY, IMAGE, TABLE, RawData, Split, Splits, split_source
+from vaekit.data.tables import read_table
 from vaekit.errors import UserError
 
 NAMED_SOURCES = ("digits", "fashion-mnist", "mnist")
@@ -26,22 +29,25 @@ def _read_named_idx(config: DataConfig) -> RawData:
 READERS: dict[str, Callable[[DataConfig], RawData]] = {
     "digits": lambda config: read_digits(),
     "idx": _read_named_idx,
+    "images": read_image_folder,
+    "npy": read_npy,
+    "npz": read_npz,
+    "csv": read_table,
 }
 
 
 def detect_format(config: DataConfig) -> str:
     """The reader for a source: forced by `data_format`, else from the name or what the path holds."""
-    if config.data_format != "auto":
-        return config.data_format
-    if config.source == "digits":
-        return "digits"
-    if config.source in ("fashion-mnist", "mnist"):
-        return "idx"
+    named = config.source in NAMED_SOURCES
     path = Path(config.source)
-    if not path.exists():
+    if not named and not path.exists():
         raise UserError(
             f"{path}: no such file or folder; pass --data digits, fashion-mnist, mnist or the path of your data"
         )
+    if config.data_format != "auto":
+        return config.data_format
+    if named:
+        return "digits" if config.source == "digits" else "idx"
     if path.is_dir():
         if any(path.glob("*-idx3-ubyte*")):
             return "idx"

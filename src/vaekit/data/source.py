@@ -77,7 +77,7 @@ def split_source(raw: RawData, config: DataConfig) -> Splits:
     if config.validation_fraction > 0 and n_val == 0:
         raise UserError(
             f"{raw.description}: {count} examples are too few for a validation split of "
-            f"{config.validation_fraction:.3g}; add data or set validation_fraction = 0"
+            f"{config.validation_fraction:.3g}; add data or pass --validation-fraction 0"
         )
     validation = _take(raw.x, raw.y, order[n_test : n_test + n_val])
     train = _take(raw.x, raw.y, order[n_test + n_val :])
