@@ -9,27 +9,36 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vaekit.config import RunConfig
-from vaekit.data import IMAGE, load_data, read_source, split_source
+from vaekit.checkpoint import atomic_write_text
+from vaekit.config import DataConfig, RunConfig, TrainConfig
+from vaekit.data import IMAGE, TABLE, detect_format, load_data, read_source, split_source
+from vaekit.data.codec import IdentityCodec, StandardizeCodec
 from vaekit.data.source import ARRAY, RawData, Splits, in_unit_interval
+from vaekit.data.tables import settings_like_run
 from vaekit.device import resolve_device
 from vaekit.errors import UserError
+from vaekit.outputs import as_pixels, csv_text, drawable, save_column_histograms
 from vaekit.pictures import save_image_grid, save_loss_curve, save_reconstruction_grid
 from vaekit.run import (
     DataInfo, build_model, load_model, prepare_output_dir, read_config, read_metrics, read_results, write_config,
 )
-from vaekit.training import Trainer, write_results
+from vaekit.training import Trainer, stop_on_signals, write_results
 
 logger = logging.getLogger(__name__)
 PICTURE_SAMPLES = 64
 PICTURE_RECONSTRUCTIONS = 32
+PICTURE_TABLE_ROWS = 1000  # enough rows for a histogram per column to be smooth
+WIDEST_PICTURED_ARRAY = 64  # flat arrays wider than this are not tables a person reads (e.g. flattened images)
+# Settings a resumed run may change; any other would make it a different run, not a continuation.
+RESUMABLE_SETTINGS = ("epochs", "patience", "learning_rate", "device", "checkpoint_every_steps",
+                      "checkpoint_every_minutes")
 
 
 class TrainedVAE:
@@ -73,6 +82,8 @@ class TrainedVAE:
         if source is not None or data_settings:
             data_config = replace(data_config, **({"source": source, "data_format": "auto"} if source else {}),
                                   **data_settings)
+        if source is not None:
+            data_config = self._read_like_run(data_config, data_settings)
         raw = read_source(data_config)
         split = split or ("test" if source is None or raw.test_x is not None else "all")
         if split == "all":
@@ -88,6 +99,21 @@ class TrainedVAE:
                 f"trained on {self.data.event_shape} ({self.data.description}); pass data like the run's"
             )
         return x, y
+
+    def _read_like_run(self, data_config: DataConfig, given: dict[str, Any]) -> DataConfig:
+        """Read a new source as the run's data was read, unless the caller said otherwise: a CSV by the
+        run's column names (so their order cannot mislead the model), an image folder in its channels."""
+        data_format = detect_format(data_config)
+        if data_format == "csv" and self.data.kind == TABLE and "columns" not in given:
+            like_run = settings_like_run(
+                data_config.source, self.data.columns or (), data_config.label_column, str(self.run_dir)
+            )
+            if "label_column" in given:
+                like_run.pop("label_column")
+            return replace(data_config, **like_run)
+        if data_format == "images" and self.data.kind == IMAGE and "channels" not in given:
+            return replace(data_config, channels=self.data.event_shape[0])
+        return data_config
 
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,15 +141,21 @@ class TrainedVAE:
 
 
 def resolve_likelihood(requested: str, splits: Splits) -> str:
-    """auto: Bernoulli for pixels or values in [0, 1], Gaussian for anything else."""
-    unit = in_unit_interval(splits.train.x) and splits.raw.kind != "table"
+    """auto: Bernoulli for pixels or values in [0, 1], Gaussian for anything else (and for tables)."""
+    unit = in_unit_interval(splits.train.x) and splits.raw.kind != TABLE
     if requested == "auto":
         return "bernoulli" if unit else "gaussian"
-    if requested == "bernoulli" and not in_unit_interval(splits.train.x):
+    every_split = [splits.train.x, splits.validation.x, splits.test.x]
+    if requested == "bernoulli" and not all(in_unit_interval(x) for x in every_split if len(x)):
+        low = min(float(x.min()) for x in every_split if len(x))
+        high = max(float(x.max()) for x in every_split if len(x))
         raise UserError(
             f"{splits.raw.description}: likelihood = 'bernoulli' needs values in [0, 1], but the data spans "
-            f"[{splits.train.x.min():.3g}, {splits.train.x.max():.3g}]; use --likelihood gaussian"
+            f"[{low:.3g}, {high:.3g}]; use --likelihood gaussian"
         )
+    if requested == "bernoulli" and isinstance(splits.codec, StandardizeCodec):
+        # A table of values in [0, 1] is standardized for a Gaussian; Bernoulli needs it unscaled.
+        splits.codec = IdentityCodec()
     return requested
 
 
@@ -151,14 +183,17 @@ def train(
     """Train a VAE into the run directory `out` and return it loaded.
 
     `data` (an array or `RawData`) trains on memory instead of `config.data.source`. With
-    `resume=True` the run continues exactly from its last checkpoint (the saved config is used).
+    `resume=True` the run continues exactly from its last checkpoint: the saved config is used, and
+    `config` may change only the training settings in `RESUMABLE_SETTINGS` (e.g. more epochs).
+    Ctrl-C or SIGTERM during training writes a checkpoint and raises `TrainingInterrupted`.
     """
     out = Path(out)
     if resume:
         saved, saved_info = read_config(out)
-        config = saved if config is None else replace(config, data=saved.data, model=saved.model)
+        config = _resumed_config(saved, config, out)
     config = config or RunConfig()
     if data is None:
+        _refuse_run_inside_data(out, config.data.source)
         splits = load_data(config.data)
     else:
         raw = data if isinstance(data, RawData) else raw_from_array(data, labels)
@@ -167,16 +202,16 @@ def train(
         description=splits.raw.description,
         kind=splits.raw.kind,
         event_shape=splits.event_shape,
-        likelihood=resolve_likelihood(config.model.likelihood, splits),
+        likelihood=resolve_likelihood(config.model.likelihood, splits),  # before codec=: it may swap the codec
         codec=splits.codec.to_dict(),
         counts={"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         columns=splits.raw.columns,
         class_names=splits.raw.class_names,
     )
-    if resume and info.event_shape != saved_info.event_shape:
+    if resume and (info.event_shape, info.counts) != (saved_info.event_shape, saved_info.counts):
         raise UserError(
-            f"{out}: this run was made for data of shape {saved_info.event_shape}, not {info.event_shape} "
-            f"({info.description}); resume with the run's own data"
+            f"{out}: this run was made for data of shape {saved_info.event_shape} with {saved_info.counts} examples, "
+            f"not {info.event_shape} with {info.counts} ({info.description}); resume with the run's own data"
         )
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)  # weight initialization
@@ -187,21 +222,75 @@ def train(
     )
     if resume:
         trainer.resume()
+        if config != saved:
+            write_config(out, config, saved_info)  # so that info, and the next resume, see the new budget
     else:
         prepare_output_dir(out, overwrite)
         write_config(out, config, info)
-    trainer.fit()
+    with stop_on_signals() as stop:
+        trainer.fit(stop)
     write_results(trainer)
     trained = TrainedVAE(out, device=str(device))
     write_pictures(trained, splits)
     return trained
 
 
+def _refuse_run_inside_data(out: Path, source: str) -> None:
+    """A run written into an image folder would be read back as images (and classes) by the next run."""
+    data = Path(source)
+    if data.is_dir() and (out.resolve() == data.resolve() or data.resolve() in out.resolve().parents):
+        raise UserError(f"{out}: lies inside the data folder {data}; choose an --out outside it")
+
+
+def _resumed_config(saved: RunConfig, requested: RunConfig | None, out: Path) -> RunConfig:
+    """The saved config with the training settings a resume may change taken from `requested`."""
+    if requested is None:
+        return saved
+    changed = [
+        f"{f.name} = {getattr(saved.train, f.name)!r} (not {getattr(requested.train, f.name)!r})"
+        for f in fields(TrainConfig)
+        if f.name not in RESUMABLE_SETTINGS and getattr(saved.train, f.name) != getattr(requested.train, f.name)
+    ]
+    if changed:
+        raise UserError(
+            f"{out}: a resumed run continues exactly, so it keeps {', '.join(changed)}; only "
+            f"{', '.join(RESUMABLE_SETTINGS)} may change. Start a new run with --out to change the others"
+        )
+    return replace(requested, data=saved.data, model=saved.model)
+
+
 def write_pictures(run: TrainedVAE, splits: Splits) -> None:
-    """samples.png, reconstructions.png (image data) and loss.png in the run directory."""
+    """loss.png, and what a person can look at: samples.png and reconstructions.png for pictures;
+    samples.csv and histograms.png (data against samples, per column) for tables and flat arrays."""
     save_loss_curve(run.metrics, run.run_dir / "loss.png", title=run.data.description)
-    if run.data.kind != IMAGE:
-        return
-    save_image_grid(run.sample(PICTURE_SAMPLES, seed=run.config.train.seed), run.run_dir / "samples.png", columns=8)
-    originals = splits.test.x[:PICTURE_RECONSTRUCTIONS]
-    save_reconstruction_grid(originals, run.reconstruct(originals), run.run_dir / "reconstructions.png")
+    if drawable(run.data):
+        samples = as_pixels(run.sample(PICTURE_SAMPLES, seed=run.config.train.seed), run.data)
+        save_image_grid(samples, run.run_dir / "samples.png", columns=8)
+        originals = splits.test.x[:PICTURE_RECONSTRUCTIONS]
+        save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(run.reconstruct(originals), run.data),
+                                 run.run_dir / "reconstructions.png")
+    elif _is_readable_table(run.data):
+        samples = _draw(run, PICTURE_TABLE_ROWS, seed=run.config.train.seed)
+        atomic_write_text(run.run_dir / "samples.csv", csv_text(samples, run.data.columns))
+        save_column_histograms(splits.train.x, samples, run.data.columns, run.run_dir / "histograms.png",
+                               title=f"{run.data.description}: data and samples x ~ p(x|z)")
+
+
+def _is_readable_table(data: DataInfo) -> bool:
+    narrow = len(data.event_shape) == 1 and data.event_shape[0] <= WIDEST_PICTURED_ARRAY
+    return data.kind == TABLE or narrow
+
+
+@torch.no_grad()
+def _draw(run: TrainedVAE, count: int, seed: int) -> np.ndarray:
+    """Full draws x ~ p(x|z), z ~ p(z), in data units: unlike E[x|z], they spread as the data should."""
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    z = torch.randn(count, run.model.latent_dim, generator=generator, device=run.device)
+    observation = run.model.observation_model(z).base_dist
+    if isinstance(observation, torch.distributions.Normal):
+        values = observation.loc + observation.scale * torch.randn(
+            observation.loc.shape, generator=generator, device=run.device
+        )
+    else:
+        values = torch.bernoulli(observation.probs, generator=generator)
+    return run._to_data(values)

@@ -1,7 +1,10 @@
 """Crash-safe, pickle-free files: weights and training state as safetensors, written atomically.
 
-Every file is written to a temporary sibling, flushed to disk and renamed over the old one, so a
-kill at any instant leaves either the old file or the new one, never a torn one.
+Every file is written to a temporary sibling (`.NAME.XXXX.tmp`), flushed to disk and renamed over
+the old one, so a kill at any instant leaves either the old file or the new one, never a torn one;
+a killed write leaves only its temporary, which the next resume removes. Nothing read here is
+trusted: a file that is not safetensors (a pickle, say) is refused without being unpickled, and
+names, shapes and dtypes are checked against the model before use.
 """
 
 from __future__ import annotations
@@ -77,11 +80,17 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         header_size = int.from_bytes(blob[:8], "little")
         metadata = json.loads(blob[8 : 8 + header_size]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as error:
+        what = "a pickle, which could run code if loaded" if _looks_pickled(blob) else str(error)
         raise UserError(
-            f"{path}: not a safetensors file ({error}); vaekit loads weights only from safetensors and never "
+            f"{path}: not a safetensors file ({what}); vaekit loads weights only from safetensors and never "
             "unpickles, so re-create the run with `vaekit train`"
         ) from error
     return tensors, metadata
+
+
+def _looks_pickled(blob: bytes) -> bool:
+    """A pickle (protocol 2 and up start with PROTO) or torch.save's zip, which holds one."""
+    return blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04"
 
 
 def check_and_load(module: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
@@ -116,11 +125,15 @@ def save_training_state(
     generators: dict[str, torch.Generator],
     state: dict[str, Any],
 ) -> None:
-    """Everything that shapes the future of a run, in one atomically written safetensors file."""
+    """Everything that shapes the future of a run, in one atomically written safetensors file.
+
+    Tensors: the model's (`model.`), the optimizer's per-parameter state (`optimizer.INDEX.NAME`) and
+    each generator's state (`generator.NAME`); `state` and the optimizer's scalars go in the header as
+    JSON. The optimizer's settings (learning rate, betas) are not saved: they come from the config.
+    """
     tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
-    optimizer_state = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
-    for index, values in optimizer_state["state"].items():
+    for index, values in optimizer.state_dict()["state"].items():
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"{OPTIMIZER_PREFIX}{index}.{name}"] = value
@@ -128,34 +141,67 @@ def save_training_state(
                 scalars.setdefault(str(index), {})[name] = value
     for name, generator in generators.items():
         tensors[GENERATOR_PREFIX + name] = generator.get_state()
-    header = {
-        "state": state,
-        "optimizer_param_groups": optimizer_state["param_groups"],
-        "optimizer_scalars": scalars,
-    }
+    header = {"state": state, "optimizer_scalars": scalars}
     atomic_write_bytes(path, save_safetensors_bytes(_contiguous(tensors), {STATE_KEY: json.dumps(header)}))
 
 
 def load_training_state(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generators: dict[str, torch.Generator],
-) -> dict[str, Any]:
-    """Restore model, optimizer and generators from `save_training_state`; returns the saved `state`."""
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore model and optimizer from `save_training_state`; returns the saved `state` and the
+    generator states by name, for the caller to restore (it knows which devices they belong to).
+
+    Nothing in the file is trusted: names, shapes and dtypes are checked against `model` and
+    `optimizer` before use, and anything amiss is a `UserError` naming the file.
+    """
+    path = Path(path)
     tensors, metadata = read_safetensors(path)
-    if STATE_KEY not in metadata:
-        raise UserError(f"{path}: holds no training state; it is not a vaekit checkpoint")
-    header = json.loads(metadata[STATE_KEY])
+    try:
+        header = json.loads(metadata[STATE_KEY])
+        state, scalars = header["state"], header["optimizer_scalars"]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: holds no vaekit training state ({error!r}); it is not a vaekit checkpoint") from error
     check_and_load(model, {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}, path)
-    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": header["optimizer_param_groups"]}
-    for key, value in tensors.items():
-        if key.startswith(OPTIMIZER_PREFIX):
-            index, name = key[len(OPTIMIZER_PREFIX):].split(".", 1)
-            optimizer_state["state"].setdefault(int(index), {})[name] = value
-    for index, values in header["optimizer_scalars"].items():
-        optimizer_state["state"].setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict(optimizer_state)
-    for name, generator in generators.items():
-        generator.set_state(tensors[GENERATOR_PREFIX + name])
-    return header["state"]
+    _load_optimizer_state(optimizer, tensors, scalars, path)
+    generators = {k[len(GENERATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
+    return state, generators
+
+
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], path: Path
+) -> None:
+    """Per-parameter state (Adam's moments and step) into `optimizer`, checked against its parameters."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    per_parameter: dict[int, dict[str, Any]] = {}
+    try:
+        for key, value in tensors.items():
+            if key.startswith(OPTIMIZER_PREFIX):
+                index, name = key[len(OPTIMIZER_PREFIX):].split(".", 1)
+                per_parameter.setdefault(int(index), {})[name] = value
+        for index, values in scalars.items():
+            per_parameter.setdefault(int(index), {}).update(dict(values))
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{path}: damaged optimizer state ({error}); it is not a vaekit checkpoint") from error
+    for index, values in per_parameter.items():
+        if not 0 <= index < len(parameters):
+            raise UserError(f"{path}: optimizer state for parameter {index}, but the model has {len(parameters)}")
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and (
+                value.shape != parameters[index].shape or not value.is_floating_point()
+            ):
+                raise UserError(
+                    f"{path}: optimizer state {index}.{name} is {tuple(value.shape)} {value.dtype} but its parameter "
+                    f"is {tuple(parameters[index].shape)}; the checkpoint belongs to another model"
+                )
+    groups = optimizer.state_dict()["param_groups"]  # the settings of now (the config), not the file's
+    try:
+        optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise UserError(f"{path}: optimizer state does not fit ({error}); the checkpoint belongs to another model") from error
+
+
+def remove_stale_temporaries(directory: Path, names: tuple[str, ...]) -> None:
+    """Delete the temporaries `atomic_write_bytes` leaves behind when killed mid-write."""
+    for name in names:
+        for temporary in Path(directory).glob(f".{name}.*.tmp"):
+            temporary.unlink(missing_ok=True)

@@ -56,8 +56,10 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--patience": ("train", "patience", {"type": int, "help": "early-stopping patience in epochs (default 10)"}),
     "--seed": ("train", "seed", {"type": int}),
     "--device": ("train", "device", {"choices": DEVICES}),
-    "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {"type": int}),
-    "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {"type": float}),
+    "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
+        "type": int, "metavar": "N", "help": "also checkpoint every N steps (a checkpoint ends every epoch anyway)"}),
+    "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {
+        "type": float, "metavar": "M", "help": "also checkpoint every M minutes"}),
 }
 
 
@@ -70,7 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data_source_flags(parser)
     parser.add_argument("--out", metavar="RUN_DIR", help="the run directory to create")
     parser.add_argument("--config", metavar="TOML", help="a TOML file with [data], [model], [train] tables")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue this run exactly from its last checkpoint (after Ctrl-C, a kill or a crash); "
+                             "only --epochs, --patience, --learning-rate, --device and checkpoint flags may change")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     for flag, (_, _, keywords) in SETTINGS.items():

@@ -1,0 +1,262 @@
+"""training.py: exact resume from every point a crash can hit, Ctrl-C, the divergence guard,
+determinism and checkpoint cadence. In-process, on the embedded digits with a tiny model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import vaekit.api
+import vaekit.training
+from vaekit.api import train
+from vaekit.checkpoint import STATE_KEY, load_training_state, read_safetensors
+from vaekit.config import RunConfig
+from vaekit.errors import UserError
+from vaekit.run import build_model, read_config
+from vaekit.training import Trainer, TrainingDiverged, TrainingInterrupted, stop_on_signals
+
+TIMING = ("seconds", "images_per_second", "train_seconds")  # what may differ between equal runs
+STEPS_PER_EPOCH = 22  # digits: 1347 training images in batches of 64
+
+
+def tiny(**train_settings) -> RunConfig:
+    """3 epochs of 22 steps; dynamic binarization, KL warm-up and patience make the state worth saving."""
+    return RunConfig().with_overrides({
+        "data": {"binarize": "dynamic"},
+        "model": {"hidden_sizes": (32,), "latent_dim": 4},
+        "train": {"epochs": 3, "batch_size": 64, "warmup_epochs": 1, "patience": 2, "seed": 1,
+                  "checkpoint_every_steps": 5, **train_settings},
+    })
+
+
+def tensors(path: Path) -> dict[str, bytes]:
+    with safe_open(path, "pt") as file:
+        return {key: file.get_tensor(key).numpy().tobytes() for key in file.keys()}
+
+
+def without_timing(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in TIMING}
+
+
+def assert_same_run(out: Path, reference: Path) -> None:
+    """Bit-for-bit weights and training state; metrics and results equal but for timing."""
+    for name in ("model.safetensors", "checkpoint.safetensors"):
+        assert tensors(out / name) == tensors(reference / name), name
+    metrics = [[without_timing(json.loads(line)) for line in (run / "metrics.jsonl").read_text().splitlines()]
+               for run in (out, reference)]
+    assert metrics[0] == metrics[1] and len(metrics[0]) > 0
+    results = [without_timing(json.loads((run / "results.json").read_text())) for run in (out, reference)]
+    assert results[0] == results[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Equal runs need equal thread counts; and one thread keeps a tiny model fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, one_thread) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    train(tiny(), out)
+    return out
+
+
+class Crash(Exception):
+    """Stands for a kill: raised instead of the call it replaces, so that call never happens."""
+
+
+def crash_on(monkeypatch, module, name: str, when: Callable[[int, tuple], bool]) -> None:
+    """Make `module.name` raise `Crash` instead of running, on the call for which `when(n, args)` holds."""
+    original, calls = getattr(module, name), itertools.count(1)
+
+    def maybe_crash(*args, **kwargs):
+        if when(next(calls), args):
+            raise Crash
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, maybe_crash)
+
+
+def end_of_epoch(epoch: int) -> Callable[[int, tuple], bool]:
+    """The checkpoint written at the end of `epoch` (1-based): after its metrics line, before best weights."""
+    return lambda call, args: args[4]["progress"]["step_in_epoch"] == 0 and args[4]["progress"]["epoch"] == epoch
+
+
+CRASHES = {
+    "before the first checkpoint": (vaekit.training, "save_training_state", lambda call, args: call == 1),
+    "instead of a mid-epoch checkpoint": (vaekit.training, "save_training_state", lambda call, args: call == 3),
+    "after a metrics line, before its checkpoint": (vaekit.training, "save_training_state", end_of_epoch(2)),
+    "after a checkpoint, before its best weights": (vaekit.training, "save_weights", lambda call, args: call == 2),
+    "after training, before results.json": (vaekit.api, "write_results", lambda call, args: True),
+}
+
+
+@pytest.mark.parametrize("moment", list(CRASHES))
+def test_resume_after_a_crash_at_any_point_is_bit_exact(tmp_path: Path, reference: Path, monkeypatch, moment):
+    out = tmp_path / "run"
+    module, name, when = CRASHES[moment]
+    crash_on(monkeypatch, module, name, when)
+    with pytest.raises(Crash):
+        train(tiny(), out)
+    monkeypatch.undo()
+    train(None, out, resume=True)
+    assert_same_run(out, reference)
+
+
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_restores_handlers(tmp_path: Path, reference, monkeypatch):
+    out = tmp_path / "run"
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    step, calls = Trainer.train_step, itertools.count(1)
+
+    def pressed_at_step_30(self, x):
+        if next(calls) == 30:
+            signal.raise_signal(signal.SIGINT)  # arrives mid-step, as a real Ctrl-C would
+        return step(self, x)
+
+    monkeypatch.setattr(Trainer, "train_step", pressed_at_step_30)
+    with pytest.raises(TrainingInterrupted, match=f"Ctrl-C \\(SIGINT\\) at epoch 2, step 8 of 22; .* vaekit train --resume {out}$") as stopped:
+        train(tiny(), out)
+    assert stopped.value.exit_status == 130
+    assert {number: signal.getsignal(number) for number in before} == before
+    config, data = read_config(out)
+    model = build_model(config, data)
+    saved, _ = load_training_state(out / "checkpoint.safetensors", model, torch.optim.Adam(model.parameters()))
+    assert (saved["progress"]["global_step"], saved["progress"]["step_in_epoch"]) == (30, 8)
+    monkeypatch.undo()
+    train(None, out, resume=True)
+    assert_same_run(out, reference)
+
+
+def test_a_second_signal_quits_at_once():
+    with stop_on_signals() as stop:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.signal_number == signal.SIGTERM
+        signal.raise_signal(signal.SIGINT)
+        assert stop.signal_number == signal.SIGTERM  # the first one is what stopped training
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_same_seed_same_metrics_and_weights(tmp_path: Path, reference: Path):
+    train(tiny(), tmp_path / "again")
+    assert_same_run(tmp_path / "again", reference)
+    train(tiny(seed=2), tmp_path / "other")
+    assert tensors(tmp_path / "other" / "model.safetensors") != tensors(reference / "model.safetensors")
+
+
+def test_a_finished_run_can_go_on_exactly(tmp_path: Path, reference: Path):
+    """Resuming with more epochs gives the run that had them from the start (and updates config.json)."""
+    longer = tmp_path / "longer"
+    train(tiny(epochs=4), longer)
+    out = tmp_path / "run"
+    train(tiny(), out)
+    train(tiny(epochs=4), out, resume=True)
+    assert read_config(out)[0].train.epochs == 4
+    assert_same_run(out, longer)
+
+
+def test_resume_refuses_settings_that_would_make_another_run(tmp_path: Path, reference: Path):
+    with pytest.raises(UserError, match="keeps seed = 1 \\(not 7\\)"):
+        train(tiny(seed=7), reference, resume=True)
+
+
+def test_resume_without_a_checkpoint_keeps_the_best_weights(tmp_path: Path, reference: Path):
+    out = tmp_path / "run"
+    train(tiny(), out)
+    (out / "checkpoint.safetensors").unlink()
+    with pytest.raises(UserError, match="missing, so the run cannot continue; its best weights"):
+        train(None, out, resume=True)
+    assert (out / "model.safetensors").exists()
+
+
+# ----- the divergence guard -----------------------------------------------------------------------
+def test_an_absurd_learning_rate_stops_training_with_the_last_good_checkpoint(tmp_path: Path, cli):
+    out = tmp_path / "run"
+    result = cli("train", "--data", "digits", "--out", out, "--hidden-sizes", "32", "--latent-dim", "4",
+                 "--learning-rate", "1e6", "--checkpoint-every-steps", "1", "--quiet")
+    assert result.code == 2
+    message = result.err.strip()
+    assert len(message.splitlines()) == 1
+    assert "the loss became NaN or infinite at epoch 1, step 2 of 11" in message
+    assert "learning rate too high" in message and "(1e+06)" in message and "Nothing was retried" in message
+    assert f"vaekit train --resume {out} --learning-rate 100000" in message
+    config, data = read_config(out)
+    model = build_model(config, data)
+    saved, _ = load_training_state(out / "checkpoint.safetensors", model, torch.optim.Adam(model.parameters()))
+    assert saved["progress"]["global_step"] == 1
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values())
+    assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
+
+
+def test_a_nan_gradient_with_a_finite_loss_is_caught_before_the_update(tmp_path: Path, monkeypatch):
+    backward_passes, built = itertools.count(1), []
+
+    def poisoned(config, info):
+        model = build_model(config, info)
+        model.decoder.out.bias.register_hook(lambda grad: grad * float("nan") if next(backward_passes) == 3 else grad)
+        built.append(model)
+        return model
+
+    monkeypatch.setattr(vaekit.api, "build_model", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
+        train(tiny(checkpoint_every_steps=None), tmp_path / "run")
+    assert all(torch.isfinite(value).all() for value in built[0].state_dict().values()), "the NaN step was taken"
+
+
+# ----- checkpoint cadence ---------------------------------------------------------------------------
+@pytest.mark.parametrize("settings, mid_epoch", [
+    ({"checkpoint_every_steps": 5}, lambda step: step % 5 == 0),
+    ({"checkpoint_every_steps": None, "checkpoint_every_minutes": 1e-9}, lambda step: True),
+    ({"checkpoint_every_steps": None}, lambda step: False),
+])
+def test_checkpoints_every_epoch_and_every_n_steps_or_minutes(tmp_path: Path, monkeypatch, settings, mid_epoch):
+    written = []
+    original = vaekit.training.save_training_state
+    monkeypatch.setattr(vaekit.training, "save_training_state", lambda *args: (
+        written.append(args[4]["progress"]["global_step"]), original(*args)))
+    train(tiny(epochs=2, **settings), tmp_path / "run")
+    steps = range(1, 2 * STEPS_PER_EPOCH + 1)
+    # Mid-epoch checkpoints skip an epoch's last step, where the end-of-epoch one follows at once.
+    expected = [s for s in steps if s % STEPS_PER_EPOCH == 0 or mid_epoch(s)]
+    assert written == expected
+
+
+def rewrite_progress(path: Path, change: Callable[[dict], None]) -> None:
+    tensors, metadata = read_safetensors(path)
+    header = json.loads(metadata[STATE_KEY])
+    change(header["state"])
+    save_file(tensors, path, {STATE_KEY: json.dumps(header)})
+
+
+def test_a_checkpoint_from_another_device_resumes_with_a_warning(tmp_path: Path, monkeypatch, caplog):
+    out = tmp_path / "run"
+    crash_on(monkeypatch, vaekit.training, "save_training_state", lambda call, args: call == 5)
+    with pytest.raises(Crash):
+        train(tiny(), out)
+    monkeypatch.undo()
+    rewrite_progress(out / "checkpoint.safetensors", lambda state: state.update(noise_device="cuda"))
+    train(None, out, resume=True)
+    assert "written on cuda, resumed on cpu: training continues, but not bit for bit" in caplog.text
+    assert (out / "results.json").exists()
+
+
+def test_a_checkpoint_with_unknown_progress_is_refused(tmp_path: Path, reference: Path):
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    rewrite_progress(out / "checkpoint.safetensors", lambda state: state["progress"].update(surprise=1))
+    with pytest.raises(UserError, match="training progress in an unknown format"):
+        train(None, out, resume=True)
