@@ -31,7 +31,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.vaekit
 	@touch $@
 
 demo: $(VENV)/.vaekit
-	$(VENV)/bin/vaekit train --data digits --out $(DEMO_RUN) --overwrite
+	$(VENV)/bin/vaekit train --config configs/digits.toml --out $(DEMO_RUN) --overwrite
 	@echo "pictures: $(DEMO_RUN)/samples.png $(DEMO_RUN)/reconstructions.png $(DEMO_RUN)/loss.png"
 
 test: $(VENV)/.dev

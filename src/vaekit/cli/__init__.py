@@ -1,23 +1,25 @@
 """The `vaekit` command: a thin layer that parses flags, calls the library and prints.
 
 Each sub-command is a module with `add_parser(subparsers)` and `run(args) -> int`. A `UserError`
-ends as one line on stderr and exit status 2 (`--debug` shows the traceback).
+ends as one line on stderr and exit status 2 (`--debug` shows the traceback); an interrupted
+training run ends with a line on how to resume and status 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from types import ModuleType
 
 from vaekit import __version__
-from vaekit.cli import encode, info, reconstruct, sample, train
+from vaekit.cli import encode, evaluate, gradient_variance, info, reconstruct, reparam_demo, sample, train
 from vaekit.cli.options import OneLineParser
 from vaekit.errors import UserError
 
-COMMANDS: list[ModuleType] = [train, sample, reconstruct, encode, info]
+COMMANDS: list[ModuleType] = [train, evaluate, sample, reconstruct, encode, info, reparam_demo, gradient_variance]
 
 DESCRIPTION = """\
 vaekit trains variational auto-encoders (Kingma & Welling) on images, arrays and tables, and
@@ -42,12 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WarningHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (tests swap it between calls)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # not setStream(): that would flush the previous, possibly closed, stream
+        super().emit(record)
+
+
 def _show_library_warnings() -> None:
     """Library code logs warnings (e.g. skipped files); the CLI shows them as `vaekit: warning: ...`."""
     logger = logging.getLogger("vaekit")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("vaekit: %(levelname)s: %(message)s"))
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        handler = _WarningHandler()
+        handler.setFormatter(logging.Formatter("vaekit: warning: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
 
@@ -62,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"vaekit {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        # Training stops gracefully (vaekit.training.TrainingInterrupted): its message says how to
+        # resume, and its exit status tells SIGINT (130) from SIGTERM (143).
+        print(f"vaekit {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return getattr(interrupt, "exit_status", 130)
+    except BrokenPipeError:
+        # `vaekit ... | head` closed the pipe: not an error of ours; point stdout at /dev/null so that
+        # the interpreter's final flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
