@@ -8,9 +8,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+# Tests train tiny models, for which one thread is fastest and immune to a busy machine; subprocesses
+# inherit it. (Benchmarks, not tests, measure speed.) Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from vaekit.cli import main
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vaekit.cli import main  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion_mnist = pytest.mark.skipif(

@@ -385,6 +385,11 @@ class Trainer:
         record["images_per_second"] = state.examples_in_epoch / max(state.epoch_seconds, 1e-9)
         return record
 
+    def _worth_a_line(self, record: dict[str, Any]) -> bool:
+        """Every epoch of a short run; of a long one, every k-th and the last."""
+        every = max(1, self.config.epochs // EPOCH_LINES)
+        return record["epoch"] % every == 0 or self.state.finished
+
     def fit(self, stop: StopRequest | None = None) -> list[dict[str, Any]]:
         """Train until the epochs run out or early stopping ends it; returns this call's epoch records.
 
@@ -398,7 +403,8 @@ class Trainer:
             record = self.end_epoch()
             records.append(record)
             if self.progress_bar:
-                tqdm.write(_describe(record))
+                if self._worth_a_line(record):
+                    tqdm.write(_describe(record))
             if stop is not None and stop.signal_number is not None and not self.state.finished:
                 self._interrupted(stop.signal_number)
         return records
@@ -416,6 +422,9 @@ def _restore_global_random(saved: dict[str, Any]) -> None:
     random.setstate((version, tuple(python_state), gauss_next))
     kind, keys, position, has_gauss, cached_gauss = saved["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gauss))
+
+
+EPOCH_LINES = 25  # long runs print about this many epoch lines, not one per epoch
 
 
 def _describe(record: dict[str, Any]) -> str:
