@@ -18,11 +18,13 @@ import torch
 
 from vaekit.checkpoint import atomic_write_text
 from vaekit.config import DataConfig, RunConfig, TrainConfig
-from vaekit.data import IMAGE, TABLE, detect_format, load_data, read_source, split_source
+from vaekit.data import IMAGE, TABLE, detect_format, read_source, split_source
 from vaekit.data.codec import IdentityCodec, StandardizeCodec
 from vaekit.data.source import ARRAY, RawData, Splits, in_unit_interval
+from vaekit.data.streaming import load_training_data
 from vaekit.data.tables import settings_like_run
 from vaekit.device import resolve_device
+from vaekit.distributed import World, joined_world, rank_device
 from vaekit.errors import UserError
 from vaekit.outputs import as_pixels, csv_text, drawable, save_column_histograms
 from vaekit.pictures import save_image_grid, save_loss_curve, save_reconstruction_grid
@@ -179,22 +181,31 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
-) -> TrainedVAE:
+) -> TrainedVAE | None:
     """Train a VAE into the run directory `out` and return it loaded.
 
     `data` (an array or `RawData`) trains on memory instead of `config.data.source`. With
     `resume=True` the run continues exactly from its last checkpoint: the saved config is used, and
     `config` may change only the training settings in `RESUMABLE_SETTINGS` (e.g. more epochs).
     Ctrl-C or SIGTERM during training writes a checkpoint and raises `TrainingInterrupted`.
+    Launched by torchrun, every process calls this and they train one run together
+    (vaekit.distributed): rank 0 writes it and returns it, the other ranks return None.
     """
-    out = Path(out)
+    with joined_world() as world:
+        return _train(world, config, Path(out), data, labels, overwrite, resume, progress)
+
+
+def _train(
+    world: World, config: RunConfig | None, out: Path, data: np.ndarray | RawData | None, labels: np.ndarray | None,
+    overwrite: bool, resume: bool, progress: bool,
+) -> TrainedVAE | None:
     if resume:
-        saved, saved_info = read_config(out)
+        saved, saved_info = world.from_main(lambda: read_config(out))  # rank 0's file, wherever the others run
         config = _resumed_config(saved, config, out)
     config = config or RunConfig()
     if data is None:
         _refuse_run_inside_data(out, config.data.source)
-        splits = load_data(config.data)
+        splits = load_training_data(config.data)
     else:
         raw = data if isinstance(data, RawData) else raw_from_array(data, labels)
         splits = split_source(raw, config.data)
@@ -213,23 +224,26 @@ def train(
             f"{out}: this run was made for data of shape {saved_info.event_shape} with {saved_info.counts} examples, "
             f"not {info.event_shape} with {info.counts} ({info.description}); resume with the run's own data"
         )
-    device = resolve_device(config.train.device)
+    device = rank_device(resolve_device(config.train.device), world)
     torch.manual_seed(config.train.seed)  # weight initialization
     model = build_model(config, info)
     trainer = Trainer(
-        model, splits, config.train, out, device,
-        binarize_dynamically=config.data.binarize == "dynamic", progress_bar=progress,
+        model, splits, config.train, out, device, binarize_dynamically=config.data.binarize == "dynamic",
+        progress_bar=progress, world=world, workers=config.data.workers,
     )
+    # How the global batch was shared out: a resumed run states its latest launch.
+    launch = {"processes": world.size, "global_batch": config.train.batch_size} if world.size > 1 else None
     if resume:
         trainer.resume()
-        if config != saved:
-            write_config(out, config, saved_info)  # so that info, and the next resume, see the new budget
+        if world.is_main and (config != saved or launch):
+            write_config(out, config, saved_info, launch)  # so that info, and the next resume, see the new budget
     else:
-        prepare_output_dir(out, overwrite)
-        write_config(out, config, info)
+        world.from_main(lambda: (prepare_output_dir(out, overwrite), write_config(out, config, info, launch)))
     with stop_on_signals() as stop:
         trainer.fit(stop)
     write_results(trainer)
+    if not world.is_main:
+        return None
     trained = TrainedVAE(out, device=str(device))
     write_pictures(trained, splits)
     return trained
@@ -256,7 +270,9 @@ def _resumed_config(saved: RunConfig, requested: RunConfig | None, out: Path) ->
             f"{out}: a resumed run continues exactly, so it keeps {', '.join(changed)}; only "
             f"{', '.join(RESUMABLE_SETTINGS)} may change. Start a new run with --out to change the others"
         )
-    return replace(requested, data=saved.data, model=saved.model)
+    # How a folder is read (streamed or not, by how many workers) does not change the run.
+    data = replace(saved.data, stream=requested.data.stream, workers=requested.data.workers)
+    return replace(requested, data=data, model=saved.model)
 
 
 def write_pictures(run: TrainedVAE, splits: Splits) -> None:
@@ -266,7 +282,7 @@ def write_pictures(run: TrainedVAE, splits: Splits) -> None:
     if drawable(run.data):
         samples = as_pixels(run.sample(PICTURE_SAMPLES, seed=run.config.train.seed), run.data)
         save_image_grid(samples, run.run_dir / "samples.png", columns=8)
-        originals = splits.test.x[:PICTURE_RECONSTRUCTIONS]
+        originals = np.asarray(splits.test.x[:PICTURE_RECONSTRUCTIONS])  # decodes them, if the folder streams
         save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(run.reconstruct(originals), run.data),
                                  run.run_dir / "reconstructions.png")
     elif _is_readable_table(run.data):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.data.codec import Codec
+from vaekit.distributed import SINGLE_PROCESS, World
 from vaekit.likelihoods import BernoulliLikelihood
 from vaekit.model import VAE
 from vaekit.objectives import elbo, gaussian_kl
@@ -184,6 +185,17 @@ class _Totals:
         self.loc += loc.sum(0)
         self.loc_squared += loc.square().sum(0)
 
+    def summed_over(self, world: World) -> None:
+        """[distributed] Add up the totals of all ranks, each of which saw some of the examples."""
+        if world.size == 1:
+            return
+        scalars = torch.tensor([self.count, self.log_marginal, self.reconstruction], dtype=torch.float64,
+                               device=self.loc.device)
+        summed = world.all_reduce_sum(torch.cat([scalars, self.kl_per_dim, self.loc, self.loc_squared]))
+        count, self.log_marginal, self.reconstruction = summed[:3].tolist()
+        self.count = round(count)
+        self.kl_per_dim, self.loc, self.loc_squared = summed[3:].chunk(3)
+
     def posterior_mean_variance(self) -> torch.Tensor:
         """Var over the data of each μⱼ(x), (D,)."""
         mean = self.loc / self.count
@@ -199,12 +211,14 @@ def evaluate(
     seed: int = 0,
     batch_size: int = EVAL_BATCH,
     progress: Progress | None = None,
+    world: World = SINGLE_PROCESS,
 ) -> Evaluation:
     """The figures of `model` on the examples `stored` (in stored form), deterministic given `seed`.
 
     Examples go `batch_size` at a time (fewer for large data, to keep within the memory budget),
     each batch's K samples in chunks of `samples_per_chunk`; `progress(done, total)` is called
-    after every chunk.
+    after every chunk. Under torchrun (`world`, vaekit.distributed) each rank takes every N-th
+    batch and the sums are all-reduced: the figures of one process.
     """
     started = time.perf_counter()
     device = next(model.parameters()).device
@@ -215,7 +229,8 @@ def evaluate(
     event_size = math.prod(stored.shape[1:])
     batch_size = max(1, min(batch_size, len(stored), ELEMENTS_PER_CHUNK // max(1, event_size)))
     chunk = samples_per_chunk(batch_size, event_size)
-    total_chunks = math.ceil(len(stored) / batch_size) * math.ceil(importance_samples / chunk)
+    batches = range(0, len(stored), batch_size)
+    total_chunks = len(batches[world.rank :: world.size]) * math.ceil(importance_samples / chunk)
     chunks_done = 0
 
     def on_chunk() -> None:
@@ -228,12 +243,25 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(stored), batch_size):
+        for number, start in enumerate(batches):
+            if number % world.size != world.rank:  # [distributed] another rank's batch: keep the generator in step
+                _draw_and_discard(generator, min(batch_size, len(stored) - start), model.latent_dim,
+                                  importance_samples, chunk)
+                continue
             x = codec.to_model(stored[start : start + batch_size].to(device))
             totals.add(importance_terms(model, x, importance_samples, generator, chunk, on_chunk))
     finally:
         model.train(was_training)
+    totals.summed_over(world)
     return _figures(totals, importance_samples, seed, event_size, time.perf_counter() - started)
+
+
+def _draw_and_discard(generator: torch.Generator, examples: int, latent_dim: int, importance_samples: int,
+                      chunk: int) -> None:
+    """[distributed] The ε draws `importance_terms` makes for a batch, unused: cheap next to decoding them."""
+    for start in range(0, importance_samples, chunk):
+        torch.randn((min(chunk, importance_samples - start), examples, latent_dim), generator=generator,
+                    device=generator.device)
 
 
 def _figures(totals: _Totals, importance_samples: int, seed: int, event_size: int, seconds: float) -> Evaluation:

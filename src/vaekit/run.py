@@ -55,12 +55,14 @@ class DataInfo:
         return codec_from_dict(self.codec)
 
 
-def write_config(run_dir: Path, config: RunConfig, data: DataInfo) -> None:
+def write_config(run_dir: Path, config: RunConfig, data: DataInfo, launch: dict[str, Any] | None = None) -> None:
+    """`launch` says how a distributed run shared its work out (processes, the global batch)."""
     payload = {
         "vaekit_version": __version__,
         "torch_version": torch.__version__,
         "config": config.to_dict(),
         "data": asdict(data),
+        **({"launch": launch} if launch else {}),
     }
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
 

@@ -43,34 +43,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from vaekit.api import TrainedVAE
+    from vaekit.device import resolve_device
+    from vaekit.distributed import joined_world, rank_device
     from vaekit.errors import UserError
-    from vaekit.evaluation import evaluate
 
     if args.importance_samples < 1:
         raise UserError(f"--importance-samples {args.importance_samples}: K must be at least 1 (5000 for published numbers)")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: ask for at least one example")
     keep_freed_memory()
-    trained = TrainedVAE(args.run_dir, device=args.device)
+    with joined_world() as world:  # [distributed] under torchrun, each rank estimates some of the batches
+        device = rank_device(resolve_device(args.device), world)
+        trained = TrainedVAE(args.run_dir, device=str(device))
+        return _evaluate(args, trained, world)
+
+
+def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: TrainedVAE, world: World
+    from tqdm.auto import tqdm
+
+    from vaekit.evaluation import evaluate
+
     settings = data_overrides(args)
     source = settings.pop("source", None)
     x, _ = trained.load_inputs(source, args.split, **settings)
     x = x[: args.limit]
     if args.split in ("train", "all") and trained.config.data.binarize == "dynamic":
         x = _binarize_once(x, args.seed)
-    bar = tqdm(desc="importance sampling", unit="chunk", disable=True if args.quiet else None, leave=False)
+    quiet = args.quiet or not world.is_main
+    bar = tqdm(desc="importance sampling", unit="chunk", disable=True if quiet else None, leave=False)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
     try:
-        figures = evaluate(trained.model, x, trained.codec, args.importance_samples, args.seed, progress=progress)
+        figures = evaluate(trained.model, x, trained.codec, args.importance_samples, args.seed, progress=progress,
+                           world=world)
     finally:
         bar.close()
+    if not world.is_main:
+        return 0  # [distributed] rank 0 prints the figures
     split = args.split or ("test" if source is None else "default")
     if args.json:
         print(json.dumps({"run_dir": args.run_dir, "data": source or trained.data.description, "split": split,

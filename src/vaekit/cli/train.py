@@ -6,15 +6,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaekit.cli.options import (
     add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, parse_int_list,
 )
 from vaekit.config import (
-    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, OBJECTIVES, RunConfig,
-    load_toml,
+    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, OBJECTIVES, PRECISIONS,
+    RunConfig, load_toml,
 )
 from vaekit.run import RUN_FILES
+
+if TYPE_CHECKING:
+    from vaekit.distributed import World
 
 EXAMPLES = """\
 examples:
@@ -23,6 +27,9 @@ examples:
   vaekit train --config configs/fashion-mnist-binarized.toml --out runs/fmnist-bin
   vaekit train --data photos/ --image-size 32 --architecture conv --out runs/photos
   vaekit train --resume runs/fmnist --epochs 20      continue a run exactly where it stopped
+  vaekit train --data huge-folder/ --stream --workers 4 --out runs/huge   decode from disk, batch by batch
+  torchrun --nproc-per-node 4 -m vaekit train --data fashion-mnist --out runs/fmnist4
+                                                    one run on 4 GPUs (or CPU processes); --batch-size is global
 
 A run directory holds config.json, model.safetensors (best weights), checkpoint.safetensors (for
 --resume), metrics.jsonl (one line per epoch), results.json (test figures), samples.png,
@@ -45,7 +52,8 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--validation-fraction": ("data", "validation_fraction", {"type": float, "help": "default 1/12"}),
     "--split-seed": ("data", "split_seed", {"type": int}),
     "--epochs": ("train", "epochs", {"type": int, "help": "default 30"}),
-    "--batch-size": ("train", "batch_size", {"type": int, "help": "default 128"}),
+    "--batch-size": ("train", "batch_size", {"type": int,
+                                             "help": "default 128; under torchrun, the global batch of all processes"}),
     "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 1e-3)"}),
     "--mc-samples": ("train", "mc_samples", {"type": int, "help": "L, samples of z per input (default 1)"}),
     "--objective": ("train", "objective", {"choices": OBJECTIVES}),
@@ -56,11 +64,22 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--patience": ("train", "patience", {"type": int, "help": "early-stopping patience in epochs (default 10)"}),
     "--seed": ("train", "seed", {"type": int}),
     "--device": ("train", "device", {"choices": DEVICES}),
+    "--precision": ("train", "precision", {"choices": PRECISIONS,
+                                           "help": "bf16: autocast the networks on a CUDA GPU (default fp32)"}),
+    "--threads": ("train", "threads", {"type": int, "metavar": "N",
+                                       "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
         "type": int, "metavar": "N", "help": "also checkpoint every N steps (a checkpoint ends every epoch anyway)"}),
     "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {
         "type": float, "metavar": "M", "help": "also checkpoint every M minutes"}),
+    "--stream": ("data", "stream", {
+        "action": argparse.BooleanOptionalAction,
+        "help": "decode an image folder from disk batch by batch (--no-stream: hold it in memory); by default "
+                "folders too large for a quarter of memory stream"}),
+    "--workers": ("data", "workers", {"type": int, "metavar": "N",
+                                      "help": "processes decoding a streamed folder (default 2; 0: in the trainer)"}),
 }
+LOADER_SETTINGS = ("stream", "workers")  # how data is read, not which: a resumed run may change them
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -93,8 +112,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
-    from vaekit.api import train
+def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, Path]:
     from vaekit.errors import UserError
     from vaekit.run import read_config
 
@@ -102,18 +120,30 @@ def run(args: argparse.Namespace) -> int:
         if args.out and Path(args.out) != Path(args.resume):
             raise UserError("--resume RUN_DIR continues that run in place; drop --out")
         out = Path(args.resume)
-        base, _ = read_config(out)
+        base, _ = world.from_main(lambda: read_config(out))  # rank 0's run, wherever the others run
         overrides = _overrides(args)
+        loader = {name: overrides["data"].pop(name) for name in LOADER_SETTINGS if name in overrides["data"]}
         if overrides["data"] or overrides["model"]:
             raise UserError(f"{out}: --resume keeps the run's data and model; pass only training flags such as --epochs")
-        config = base.with_overrides({"train": overrides["train"]})
+        config = base.with_overrides({"train": overrides["train"], "data": loader})
     else:
         if not args.out:
             raise UserError("--out RUN_DIR is required: the folder to write the run into")
         out = Path(args.out)
         config = load_toml(args.config) if args.config else RunConfig()
         config = config.with_overrides(_overrides(args))
-    trained = train(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet)
+    return config, out
+
+
+def run(args: argparse.Namespace) -> int:
+    from vaekit.api import train
+    from vaekit.distributed import joined_world
+
+    with joined_world() as world:  # under torchrun: the process group, for reading the run and training it
+        config, out = _config_and_out(args, world)
+        trained = train(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet)
+    if trained is None:
+        return 0  # a rank other than 0 of a torchrun launch: rank 0 reports
     results = trained.results or {}
     if args.json:
         print(json.dumps({"run_dir": str(out), **results}))
