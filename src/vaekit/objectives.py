@@ -30,13 +30,26 @@ def gaussian_kl(loc: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
     return 0.5 * (log_variance.exp() + loc.square() - log_variance - 1.0)
 
 
+def posterior_parameters(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ(x) and log σ²(x) (B, D) in x's precision: under bf16 autocast the encoder's products run in
+    bf16, the bound's arithmetic does not (without autocast the casts are no-ops)."""
+    loc, log_variance = model.posterior_parameters(x)
+    return loc.to(x.dtype), log_variance.to(x.dtype)
+
+
+def observation_log_prob(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) (..., B) for latents z (..., B, D): the numbers of `model.observation_model(z).log_prob(x)`,
+    from the likelihood's direct path rather than a distribution object built at every step."""
+    return model.likelihood.log_prob(model.decoder(z).to(x.dtype), x)
+
+
 def elbo(
     model: VAE, x: torch.Tensor, mc_samples: int = 1, generator: torch.Generator | None = None
 ) -> BoundTerms:
     """The ELBO of each example of x (B, *event_shape) with L = `mc_samples` reparameterized samples."""
-    loc, log_variance = model.posterior_parameters(x)
+    loc, log_variance = posterior_parameters(model, x)
     z = reparameterize(loc, log_variance, mc_samples, generator)  # (L, B, D)
-    reconstruction = model.observation_model(z).log_prob(x).mean(0)  # (B,)
+    reconstruction = observation_log_prob(model, z, x).mean(0)  # (B,)
     kl_per_dim = gaussian_kl(loc, log_variance)  # (B, D)
     kl = kl_per_dim.sum(-1)
     return BoundTerms(reconstruction - kl, reconstruction, kl, kl_per_dim)
@@ -47,9 +60,9 @@ def log_importance_weights(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, zₖ) − log q(zₖ|x) for K = `samples` draws from q: returns (weights, log p(x|z), kl) with
     weights (K, B), the reconstruction log-likelihoods (K, B) and the closed-form KL per dimension (B, D)."""
-    loc, log_variance = model.posterior_parameters(x)
+    loc, log_variance = posterior_parameters(model, x)
     z = reparameterize(loc, log_variance, samples, generator)  # (K, B, D)
-    log_likelihood = model.observation_model(z).log_prob(x)  # (K, B)
+    log_likelihood = observation_log_prob(model, z, x)  # (K, B)
     std = torch.exp(0.5 * log_variance)
     log_q = _standard_normal_log_prob((z - loc) / std).sum(-1) - (0.5 * log_variance).sum(-1)  # (K, B)
     log_prior = _standard_normal_log_prob(z).sum(-1)

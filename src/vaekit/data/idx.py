@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -18,6 +20,8 @@ FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 IDX_UBYTE = 0x08  # the only element type these datasets use
+READ_CHUNK = 1 << 20
+MAX_DEFLATE_RATIO = 1032  # deflate's largest possible expansion: a bound on what a .gz file can hold
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -31,29 +35,77 @@ HOW_TO_GET = {
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """One IDX file (optionally gzipped) as a uint8 array of the shape its header states."""
+    """One IDX file (optionally gzipped) as a uint8 array of the shape its header states.
+
+    The data is decompressed straight into the array: decompressing the whole file to bytes first
+    needs twice the data's memory at the peak and leaves freed buffers resident (Fashion-MNIST's
+    four files: 140 MB more at the peak, 15 MB more after).
+    """
     try:
-        blob = path.read_bytes()
-        if path.suffix == ".gz":
-            blob = gzip.decompress(blob)
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as file:
+            shape = _read_header(file, path)
+            array = _allocate(path, shape)
+            filled = _read_into(file, array.reshape(-1))
+            extra = 0
+            while chunk := file.read(READ_CHUNK):  # reaching the end also checks a gzip file's CRC
+                extra += len(chunk)
     except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"{path}: cannot be read ({error}); the file is truncated or corrupt, fetch it again") from error
-    if len(blob) < 4:
-        raise UserError(f"{path}: too short to be an IDX file; fetch it again")
-    zero, element_type, rank = struct.unpack(">HBB", blob[:4])
-    if zero != 0 or element_type != IDX_UBYTE or rank == 0:
-        raise UserError(f"{path}: wrong IDX magic number {blob[:4].hex()}; expected unsigned-byte IDX (0000080N)")
-    header = 4 + 4 * rank
-    if len(blob) < header:
-        raise UserError(f"{path}: IDX header is truncated; fetch the file again")
-    shape = struct.unpack(f">{rank}I", blob[4:header])
-    expected = int(np.prod(shape))
-    if len(blob) - header != expected:
+    if filled != array.size or extra:
         raise UserError(
-            f"{path}: holds {len(blob) - header} data bytes but its header promises {expected} "
+            f"{path}: holds {filled + extra} data bytes but its header promises {array.size} "
             f"for shape {shape}; the file is truncated or corrupt"
         )
-    return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(shape)
+    return array
+
+
+def _read_header(file: BinaryIO, path: Path) -> tuple[int, ...]:
+    magic = file.read(4)
+    if len(magic) < 4:
+        raise UserError(f"{path}: too short to be an IDX file; fetch it again")
+    zero, element_type, rank = struct.unpack(">HBB", magic)
+    if zero != 0 or element_type != IDX_UBYTE or rank == 0:
+        raise UserError(f"{path}: wrong IDX magic number {magic.hex()}; expected unsigned-byte IDX (0000080N)")
+    dimensions = file.read(4 * rank)
+    if len(dimensions) < 4 * rank:
+        raise UserError(f"{path}: IDX header is truncated; fetch the file again")
+    return struct.unpack(f">{rank}I", dimensions)
+
+
+def _allocate(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An array for the promised data, once the file is known to be large enough to hold it (a damaged
+    header can promise terabytes)."""
+    header = 4 + 4 * len(shape)
+    expected = math.prod(shape)
+    size = path.stat().st_size
+    if path.suffix != ".gz" and size - header != expected:
+        raise UserError(
+            f"{path}: holds {size - header} data bytes but its header promises {expected} "
+            f"for shape {shape}; the file is truncated or corrupt"
+        )
+    if expected > MAX_DEFLATE_RATIO * size:
+        raise UserError(
+            f"{path}: its header promises {expected} data bytes for shape {shape}, more than a file of "
+            f"{size} bytes can hold; the file is truncated or corrupt"
+        )
+    try:
+        return np.empty(shape, dtype=np.uint8)
+    except (ValueError, MemoryError) as error:
+        raise UserError(f"{path}: IDX shape {shape} cannot be held in memory ({error}); the file is corrupt") from error
+
+
+def _read_into(file: BinaryIO, flat: np.ndarray) -> int:
+    """Fill `flat` (a 1-D view) from the file; returns the bytes read, fewer where the file ends first.
+
+    A chunk at a time: gzip decompresses a read into a temporary of the read's size before copying.
+    """
+    view, filled = memoryview(flat), 0
+    while filled < len(view):
+        count = file.readinto(view[filled : filled + READ_CHUNK])
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def _find(directory: Path, stem: str, hint: str) -> Path:

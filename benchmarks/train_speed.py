@@ -1,0 +1,343 @@
+"""Training speed of the reference VAE (784-400-20 MLP) on Fashion-MNIST: vaekit against a plain loop.
+
+The plain loop is pytorch/examples' `vae/main.py` re-typed with its data in memory: fc1 784→400,
+fc21/fc22 400→20, fc3 20→400, fc4 400→784, ReLU, sigmoid, `F.binary_cross_entropy(reduction='sum')`
+plus the closed-form KL, Adam 1e-3, a `DataLoader(shuffle=True)` over a `TensorDataset` of float32
+images in [0, 1]. Every worker runs in its own subprocess, so that its peak memory (ru_maxrss) is its
+own, with the same thread count, on the same images.
+
+throughput (default)  the same number of Adam steps at batch 128 on the 60,000 training images: vaekit's
+                      `Trainer.fit` (its per-epoch metrics and checkpoints included) against the plain
+                      loop. Interleaved repeats; medians of images/s, of the ratio within each repeat,
+                      and of peak RSS.
+quality               wall time until test −ELBO ≤ --target nats on grey-level Fashion-MNIST: vaekit
+                      with its defaults (validation every epoch, counted) against the plain loop with
+                      pytorch/examples' settings. Measuring the test loss stops both clocks; both use
+                      the same one-sample estimate, seeded alike.
+
+    python benchmarks/train_speed.py                        # throughput: 3 repeats of 3 epochs each
+    python benchmarks/train_speed.py --mode quality         # time to test −ELBO ≤ 245
+    python benchmarks/train_speed.py --threads 1 --repeats 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+PLAIN, VAEKIT = "plain", "vaekit"
+REFERENCE_BATCH = 128  # pytorch/examples' batch; the throughput comparison is at this batch
+TEST_BATCH = 1000
+
+
+# ----- measuring, shared by both workers ------------------------------------------------------------
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux gives KiB
+
+
+def test_loss(encode: Callable, decode_logits: Callable, images, seed: int) -> float:
+    """Mean one-sample −ELBO (nats per example) of uint8 images (N, 1, H, W), the same for both workers."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), TEST_BATCH):
+            x = images[start : start + TEST_BATCH].float().div(255).flatten(1)
+            loc, log_variance = encode(x)
+            z = loc + torch.exp(0.5 * log_variance) * torch.randn(loc.shape, generator=generator)
+            reconstruction = F.binary_cross_entropy_with_logits(decode_logits(z), x, reduction="sum")
+            kl = 0.5 * torch.sum(log_variance.exp() + loc.square() - log_variance - 1)
+            total += (reconstruction + kl).item()
+    return total / len(images)
+
+
+def quality_run(train_epoch: Callable[[], None], evaluate: Callable[[], float], target: float, max_epochs: int) -> dict:
+    """Train epoch by epoch until the test loss reaches `target`; evaluation is off the clock."""
+    seconds, curve = 0.0, []
+    for epoch in range(1, max_epochs + 1):
+        started = time.perf_counter()
+        train_epoch()
+        seconds += time.perf_counter() - started
+        loss = evaluate()
+        curve.append({"epoch": epoch, "seconds": round(seconds, 3), "test_loss": round(loss, 3)})
+        if loss <= target:
+            return {"reached_seconds": seconds, "reached_epoch": epoch, "curve": curve}
+    return {"reached_seconds": None, "reached_epoch": None, "curve": curve}
+
+
+# ----- the plain loop: pytorch/examples vae/main.py, data in memory ----------------------------------
+def read_images_plainly(path: Path):
+    """uint8 (N, 1, 28, 28) from an IDX file, as a script would re-type it."""
+    import numpy as np
+    import torch
+
+    with gzip.open(path) as file:
+        blob = file.read()
+    return torch.from_numpy(np.frombuffer(blob, np.uint8, offset=16).reshape(-1, 1, 28, 28).copy())
+
+
+def plain_worker(args: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class ExamplesVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 400)
+            self.fc21 = nn.Linear(400, 20)
+            self.fc22 = nn.Linear(400, 20)
+            self.fc3 = nn.Linear(20, 400)
+            self.fc4 = nn.Linear(400, 784)
+
+        def encode(self, x):
+            h1 = F.relu(self.fc1(x))
+            return self.fc21(h1), self.fc22(h1)
+
+        def reparameterize(self, mu, logvar):
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn_like(std)
+            return mu + eps * std
+
+        def decode_logits(self, z):
+            return self.fc4(F.relu(self.fc3(z)))
+
+        def forward(self, x):
+            mu, logvar = self.encode(x.view(-1, 784))
+            z = self.reparameterize(mu, logvar)
+            return torch.sigmoid(self.decode_logits(z)), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    started = time.perf_counter()
+    torch.manual_seed(args.seed)
+    train_images = read_images_plainly(FASHION_MNIST / "train-images-idx3-ubyte.gz").float().div(255)
+    train_loader = DataLoader(TensorDataset(train_images), batch_size=REFERENCE_BATCH, shuffle=True)
+    model = ExamplesVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    setup_seconds = time.perf_counter() - started
+
+    def train_epoch():
+        model.train()
+        train_loss = 0
+        for (data,) in train_loader:
+            optimizer.zero_grad()
+            recon_batch, mu, logvar = model(data)
+            loss = loss_function(recon_batch, data, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+
+    if args.mode == "quality":
+        test_images = read_images_plainly(FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
+        evaluate = lambda: test_loss(model.encode, model.decode_logits, test_images, args.seed)  # noqa: E731
+        return {"setup_seconds": setup_seconds, **quality_run(train_epoch, evaluate, args.target, args.max_epochs)}
+    return timed_epochs(train_epoch, args.epochs, len(train_loader), len(train_images), setup_seconds)
+
+
+def timed_epochs(train_epoch: Callable[[], None], epochs: int, steps_per_epoch: int, examples: int,
+                 setup_seconds: float) -> dict:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for _ in range(epochs):
+        train_epoch()
+    seconds = time.perf_counter() - started
+    return {
+        "images_per_second": epochs * examples / seconds,
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "steps": epochs * steps_per_epoch,
+        "setup_seconds": setup_seconds,
+    }
+
+
+# ----- vaekit ---------------------------------------------------------------------------------------
+def vaekit_worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from vaekit.api import resolve_likelihood
+    from vaekit.config import RunConfig
+    from vaekit.data import load_data
+    from vaekit.device import resolve_device
+    from vaekit.model import VAE
+    from vaekit.training import Trainer
+
+    started = time.perf_counter()
+    train_settings: dict = {"seed": args.seed, "device": "cpu"}
+    data_settings: dict = {"source": "fashion-mnist"}
+    if args.mode == "throughput":
+        # All 60,000 images, as the plain loop sees; a fixed number of epochs, no early stopping.
+        train_settings.update(epochs=args.epochs, patience=None, batch_size=REFERENCE_BATCH)
+        data_settings.update(validation_fraction=0.0)
+    else:
+        train_settings.update(epochs=args.max_epochs)  # vaekit's defaults otherwise
+    config = RunConfig().with_overrides({"data": data_settings, "train": train_settings})
+    splits = load_data(config.data)
+    torch.manual_seed(config.train.seed)
+    model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(model, splits, config.train, Path(run_dir), resolve_device(config.train.device),
+                          progress_bar=False)
+        setup_seconds = time.perf_counter() - started
+        if args.mode == "throughput":
+            trainer.model.train()
+
+            def train_epoch():
+                trainer.run_epoch()
+                trainer.end_epoch()
+
+            return timed_epochs(train_epoch, args.epochs, trainer.steps_per_epoch, len(trainer.train_x),
+                                setup_seconds)
+        test_images = torch.from_numpy(splits.test.x)
+
+        def train_and_validate():
+            trainer.model.train()
+            trainer.run_epoch()
+            trainer.end_epoch()
+
+        def evaluate() -> float:
+            encode = lambda x: model.posterior_parameters(x.view(-1, *splits.event_shape))  # noqa: E731
+            decode_logits = lambda z: model.decoder(z).flatten(1)  # noqa: E731
+            return test_loss(encode, decode_logits, test_images, args.seed)
+
+        return {"setup_seconds": setup_seconds,
+                **quality_run(train_and_validate, evaluate, args.target, args.max_epochs)}
+
+
+WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker}
+
+
+# ----- the parent: interleaved repeats in subprocesses ----------------------------------------------
+def run_worker(name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", name, "--mode", args.mode, "--threads", str(args.threads),
+               "--epochs", str(args.epochs), "--seed", str(args.seed), "--target", str(args.target),
+               "--max-epochs", str(args.max_epochs)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} worker failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def summarize_throughput(runs: dict[str, list[dict]]) -> dict:
+    ratios = [v["images_per_second"] / p["images_per_second"] for v, p in zip(runs[VAEKIT], runs[PLAIN])]
+    cpu_ratios = [p["cpu_seconds"] / v["cpu_seconds"] for v, p in zip(runs[VAEKIT], runs[PLAIN])]
+    summary = {name: {"images_per_second": statistics.median(r["images_per_second"] for r in results),
+                      "cpu_images_per_second": statistics.median(r["steps"] and r["images_per_second"] * r["seconds"]
+                                                                 / r["cpu_seconds"] for r in results),
+                      "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results)}
+               for name, results in runs.items()}
+    summary["ratio"] = statistics.median(ratios)
+    summary["cpu_ratio"] = statistics.median(cpu_ratios)
+    summary["ratios"] = ratios
+    return summary
+
+
+def summarize_quality(runs: dict[str, list[dict]]) -> dict:
+    summary: dict = {}
+    for name, results in runs.items():
+        reached = [r["reached_seconds"] for r in results]
+        summary[name] = {
+            "reached_seconds": statistics.median(reached) if None not in reached else None,
+            "reached_epochs": [r["reached_epoch"] for r in results],
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
+        }
+    if summary[PLAIN]["reached_seconds"] and summary[VAEKIT]["reached_seconds"]:
+        fractions = [v["reached_seconds"] / p["reached_seconds"] for v, p in zip(runs[VAEKIT], runs[PLAIN])]
+        summary["time_fraction"] = statistics.median(fractions)
+        summary["time_fractions"] = fractions
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("throughput", "quality"), default="throughput")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each (default 3)")
+    parser.add_argument("--epochs", type=int, default=3, help="throughput: epochs of 469 steps each (default 3)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch threads of both workers (default: the CPUs this process may use)")
+    parser.add_argument("--target", type=float, default=245.0, help="quality: test −ELBO to reach (nats)")
+    parser.add_argument("--max-epochs", type=int, default=30, help="quality: give up after this many epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    parser.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        result = WORKERS[args.worker](args)
+        print(json.dumps({**result, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}))
+        return
+
+    print(f"{args.mode}: {args.repeats} interleaved repeats, {args.threads} thread(s); load average {load_average()}",
+          file=sys.stderr)
+    runs: dict[str, list[dict]] = {PLAIN: [], VAEKIT: []}
+    for repeat in range(args.repeats):
+        order = (PLAIN, VAEKIT) if repeat % 2 == 0 else (VAEKIT, PLAIN)  # neither always goes first
+        for name in order:
+            runs[name].append(run_worker(name, args))
+            print(f"  repeat {repeat + 1} {name:6s} {describe(runs[name][-1], args.mode)}  (load {load_average()})",
+                  file=sys.stderr)
+    summary = summarize_throughput(runs) if args.mode == "throughput" else summarize_quality(runs)
+    if args.json:
+        print(json.dumps({"summary": summary, "runs": runs, "threads": args.threads}))
+    else:
+        print(report(summary, args))
+
+
+def describe(result: dict, mode: str) -> str:
+    if mode == "throughput":
+        return (f"{result['images_per_second']:8,.0f} img/s  {result['seconds']:6.1f} s  "
+                f"cpu {result['cpu_seconds']:6.1f} s  peak RSS {result['peak_rss_mb']:5.0f} MB")
+    reached = result["reached_seconds"]
+    last = result["curve"][-1]
+    where = f"reached at {reached:6.1f} s, epoch {result['reached_epoch']}" if reached else "not reached"
+    return f"{where}  (last test −ELBO {last['test_loss']:.2f})  peak RSS {result['peak_rss_mb']:5.0f} MB"
+
+
+def report(summary: dict, args: argparse.Namespace) -> str:
+    lines = []
+    if args.mode == "throughput":
+        lines.append(f"medians of {args.repeats} runs, {args.epochs} epochs at batch {REFERENCE_BATCH}, "
+                     f"{args.threads} thread(s):")
+        for name in (PLAIN, VAEKIT):
+            s = summary[name]
+            lines.append(f"  {name:6s} {s['images_per_second']:8,.0f} img/s   "
+                         f"({s['cpu_images_per_second']:8,.0f} per CPU-second)   peak RSS {s['peak_rss_mb']:4.0f} MB")
+        lines.append(f"  vaekit / plain: {summary['ratio']:.2f}x wall ({', '.join(f'{r:.2f}' for r in summary['ratios'])}),"
+                     f" {summary['cpu_ratio']:.2f}x CPU time")
+    else:
+        lines.append(f"medians of {args.repeats} runs, time to test −ELBO ≤ {args.target:g}, {args.threads} thread(s):")
+        for name in (PLAIN, VAEKIT):
+            s = summary[name]
+            seconds = f"{s['reached_seconds']:7.1f} s" if s["reached_seconds"] else "not reached"
+            lines.append(f"  {name:6s} {seconds}  epochs {s['reached_epochs']}  peak RSS {s['peak_rss_mb']:4.0f} MB")
+        if "time_fraction" in summary:
+            lines.append(f"  vaekit / plain time: {summary['time_fraction']:.2f} "
+                         f"({', '.join(f'{r:.2f}' for r in summary['time_fractions'])})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The fast paths of training equal the reference ones they replace.
+
+Each optimization of issue 7 keeps the numbers: the likelihoods' direct `log_prob` against the
+`torch.distributions` objects (values and gradients), the bounds against the same bounds written with
+those objects, bf16 autocast reaching only the networks, IDX files read straight into their arrays
+against the whole-file reading they replaced, splits that drop the source's copy, row gathers, and
+the trainer's step that frees its gradients.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.data import load_data, split_source
+from vaekit.data.idx import read_idx
+from vaekit.data.source import IMAGE, RawData
+from vaekit.errors import UserError
+from vaekit.model import VAE, reparameterize
+from vaekit.objectives import elbo, gaussian_kl, iwae, observation_log_prob
+from vaekit.training import Trainer, torch_threads
+
+
+def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:
+    torch.manual_seed(0)
+    return VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), event_shape, likelihood)
+
+
+# ----- likelihoods and bounds ----------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 2, 5), (6,)])
+@pytest.mark.parametrize("binary", [False, True])
+def test_bernoulli_log_prob_is_the_distributions_bit_for_bit(shape, binary):
+    model = small_vae("bernoulli", shape)
+    x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(1))
+    x = torch.bernoulli(x) if binary else x
+    z = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(2))  # (L, B, D)
+    logits = model.decoder(z)
+    assert torch.equal(model.likelihood.log_prob(logits, x), model.likelihood(logits).log_prob(x))
+    assert torch.equal(observation_log_prob(model, z, x), model.observation_model(z).log_prob(x))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_the_direct_log_prob_has_the_distributions_gradients(likelihood):
+    shape = (1, 4, 4) if likelihood == "bernoulli" else (5,)
+    model = small_vae(likelihood, shape)
+    x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(2))
+    gradients = []
+    for log_prob in (lambda: observation_log_prob(model, z, x), lambda: model.observation_model(z).log_prob(x)):
+        model.zero_grad()
+        log_prob().sum().backward()
+        gradients.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    for fast, reference in zip(*gradients):
+        torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_elbo_and_iwae_equal_the_bounds_written_with_distribution_objects():
+    model = small_vae()
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    terms = elbo(model, x, 3, torch.Generator().manual_seed(4))
+    q = model.posterior(x)
+    loc, log_variance = model.posterior_parameters(x)
+    z = reparameterize(loc, log_variance, 3, torch.Generator().manual_seed(4))
+    reconstruction = model.observation_model(z).log_prob(x).mean(0)
+    kl = torch.distributions.kl_divergence(q, model.prior(x))
+    torch.testing.assert_close(terms.reconstruction, reconstruction, rtol=0, atol=0)
+    torch.testing.assert_close(terms.kl, kl)
+    torch.testing.assert_close(terms.bound, reconstruction - kl)
+
+    bound = iwae(model, x, 4, torch.Generator().manual_seed(5)).bound
+    z = reparameterize(loc, log_variance, 4, torch.Generator().manual_seed(5))
+    weights = model.observation_model(z).log_prob(x) + model.prior(x).log_prob(z) - q.log_prob(z)
+    torch.testing.assert_close(bound, torch.logsumexp(weights, 0) - np.log(4))
+
+
+def test_bf16_autocast_reaches_only_the_networks():
+    """On CUDA the trainer autocasts to bf16; the CPU's autocast checks the same casts here."""
+    model = small_vae()
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    reference = elbo(model, x, 1, torch.Generator().manual_seed(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.decoder(torch.zeros(2, 3)).dtype == torch.bfloat16  # the products do run in bf16
+        terms = elbo(model, x, 1, torch.Generator().manual_seed(4))
+    for name in ("bound", "reconstruction", "kl", "kl_per_dim"):
+        value = getattr(terms, name)
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, getattr(reference, name), rtol=0.02, atol=0.1)
+
+
+# ----- the trainer ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(DataConfig())
+
+
+def trainer(digits, tmp_path: Path, **settings) -> Trainer:
+    config = TrainConfig(batch_size=32, seed=3, **settings)
+    return Trainer(small_vae("bernoulli", digits.event_shape), digits, config, tmp_path, torch.device("cpu"),
+                   progress_bar=False)
+
+
+def test_a_step_frees_its_gradients_and_returns_the_batch_sums(digits, tmp_path: Path):
+    fitting = trainer(digits, tmp_path)
+    x = fitting.codec.to_model(fitting.train_x[:32])
+    before = elbo(fitting.model, x, 1, torch.Generator().manual_seed(3))  # the noise the step will draw
+    sums = fitting.train_step(x)
+    assert all(p.grad is None for p in fitting.model.parameters())
+    assert not sums.requires_grad
+    expected = torch.stack([before.bound.sum(), before.reconstruction.sum(), before.kl.sum()]).detach()
+    torch.testing.assert_close(sums, expected)
+
+
+def test_batches_gather_the_rows_of_the_epoch_order(digits, tmp_path: Path):
+    fitting = trainer(digits, tmp_path)
+    order = fitting.epoch_order(0)
+    for step, (examples, stored) in enumerate(fitting._batches(order, 0)):
+        assert torch.equal(stored, fitting.train_x[order[step * 32 : (step + 1) * 32]])
+        assert examples == len(stored)
+
+
+def test_bf16_on_a_cpu_warns_and_trains_in_float32(digits, tmp_path: Path, caplog):
+    fitting = trainer(digits, tmp_path, precision="bf16")
+    assert not fitting.bf16 and "stays float32" in caplog.text
+
+
+def test_threads_apply_while_training_and_are_restored():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_threads_and_precision_are_validated():
+    with pytest.raises(UserError, match="threads = 0"):
+        TrainConfig(threads=0)
+    with pytest.raises(UserError, match="precision = 'fp16'"):
+        TrainConfig(precision="fp16")
+    assert RunConfig.from_dict({"train": {"threads": 2, "precision": "bf16"}}).train.threads == 2
+
+
+# ----- data in memory ------------------------------------------------------------------------------
+def idx_bytes(array: np.ndarray) -> bytes:
+    return struct.pack(f">HBB{array.ndim}I", 0, 8, array.ndim, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def whole_file_reading(blob: bytes) -> np.ndarray:
+    """What read_idx did before it streamed: the whole file decompressed, then viewed."""
+    rank = blob[3]
+    shape = struct.unpack(f">{rank}I", blob[4 : 4 + 4 * rank])
+    return np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+def test_idx_files_stream_into_the_arrays_whole_file_reading_gave(tmp_path: Path, suffix):
+    images = np.random.default_rng(0).integers(0, 256, (3000, 7, 9), dtype=np.uint8)  # > one read chunk
+    blob = idx_bytes(images)
+    path = tmp_path / f"images-idx3-ubyte{suffix}"
+    path.write_bytes(gzip.compress(blob) if suffix else blob)
+    array = read_idx(path)
+    assert array.flags.writeable and array.shape == images.shape
+    assert np.array_equal(array, whole_file_reading(blob))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+@pytest.mark.parametrize("damage, message", [
+    (lambda blob: blob[:-5], "truncated or corrupt"),
+    (lambda blob: blob + b"\x07" * 5, "holds 17 data bytes but its header promises 12"),
+    (lambda blob: struct.pack(">HBB3I", 0, 8, 3, 60000, 60000, 60000) + blob[16:], "truncated or corrupt"),
+    (lambda blob: blob[:10], "IDX header is truncated"),
+])
+def test_damaged_idx_files_are_refused_before_any_large_allocation(tmp_path: Path, suffix, damage, message):
+    blob = damage(idx_bytes(np.arange(12).reshape(2, 2, 3)))
+    path = tmp_path / f"images-idx3-ubyte{suffix}"
+    path.write_bytes(gzip.compress(blob) if suffix else blob)
+    with pytest.raises(UserError, match=message):
+        read_idx(path)
+
+
+def test_splits_keep_the_sources_metadata_but_not_a_second_copy_of_its_examples():
+    x = np.random.default_rng(0).integers(0, 256, (40, 1, 3, 3), dtype=np.uint8)
+    raw = RawData(x, np.arange(40), IMAGE, "forty", test_x=x[:5], test_y=np.arange(5), class_names=("a", "b"))
+    splits = split_source(raw, DataConfig(validation_fraction=0.25))
+    order = np.random.default_rng(0).permutation(40)  # split_seed 0
+    assert np.array_equal(splits.validation.x, x[order[:10]]) and np.array_equal(splits.train.x, x[order[10:]])
+    assert len(splits.raw.x) == 0 and splits.event_shape == (1, 3, 3)
+    assert (splits.raw.description, splits.raw.class_names, splits.raw.kind) == ("forty", ("a", "b"), IMAGE)
+    assert raw.x is x  # the caller's own data is left alone
