@@ -22,7 +22,6 @@ What is left to differ from one process is the order of floating-point sums.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from torch import nn
 from vaekit.data.codec import Codec
 from vaekit.errors import UserError
 from vaekit.model import VAE
-from vaekit.objectives import BoundTerms, gaussian_kl, observation_log_prob
+from vaekit.objectives import BoundTerms, elbo, iwae
 
 logger = logging.getLogger(__name__)
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
@@ -168,28 +167,9 @@ def rank_device(device: torch.device, world: World) -> torch.device:
 # ----- the bound and loss of one rank's shard -------------------------------------------------------
 def bound_from_noise(model: VAE, x: torch.Tensor, eps: torch.Tensor, objective: str = "elbo") -> BoundTerms:
     """`objectives.elbo` (or `iwae`) of x (B, *event_shape) with the standard-normal draws ε (S, B, D)
-    given rather than drawn, S being L (or K): a rank's slice of the global batch's ε.
-
-    The same operations in the same order as the objectives, so one process gets the same numbers;
-    tests/test_distributed.py checks it.
-    """
-    loc, log_variance = model.posterior_parameters(x)
-    std = torch.exp(0.5 * log_variance)
-    z = loc + std * eps  # (S, B, D), the reparameterization
-    log_likelihood = observation_log_prob(model, z, x)  # (S, B)
-    kl_per_dim = gaussian_kl(loc, log_variance)  # (B, D)
-    kl = kl_per_dim.sum(-1)
-    if objective == "iwae":
-        log_q = _standard_normal_log_prob((z - loc) / std).sum(-1) - (0.5 * log_variance).sum(-1)
-        log_weights = log_likelihood + _standard_normal_log_prob(z).sum(-1) - log_q  # (K, B)
-        bound = torch.logsumexp(log_weights, dim=0) - math.log(eps.shape[0])
-        return BoundTerms(bound, log_likelihood.mean(0), kl, kl_per_dim)
-    reconstruction = log_likelihood.mean(0)
-    return BoundTerms(reconstruction - kl, reconstruction, kl, kl_per_dim)
-
-
-def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
-    return -0.5 * value.square() - 0.5 * math.log(2 * math.pi)
+    given rather than drawn, S being L (or K): a rank's slice of the global batch's ε."""
+    bound = iwae if objective == "iwae" else elbo
+    return bound(model, x, eps.shape[0], noise=eps)
 
 
 def shard_loss(

@@ -62,10 +62,16 @@ class VAE(nn.Module):
 
 
 def reparameterize(
-    loc: torch.Tensor, log_variance: torch.Tensor, samples: int = 1, generator: torch.Generator | None = None
+    loc: torch.Tensor,
+    log_variance: torch.Tensor,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """z = μ + σ·ε, ε ~ N(0, I): (samples, B, D) draws that carry gradients back to μ and log σ²."""
-    eps = torch.randn(
-        (samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype
-    )
-    return loc + torch.exp(0.5 * log_variance) * eps
+    """z = μ + σ·ε, ε ~ N(0, I): (samples, B, D) draws that carry gradients back to μ and log σ².
+
+    `noise` supplies ε (samples, B, D) instead of drawing it (a distributed rank's slice of the
+    global batch's draws)."""
+    if noise is None:
+        noise = torch.randn((samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
+    return loc + torch.exp(0.5 * log_variance) * noise

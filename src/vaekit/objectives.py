@@ -44,11 +44,16 @@ def observation_log_prob(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.
 
 
 def elbo(
-    model: VAE, x: torch.Tensor, mc_samples: int = 1, generator: torch.Generator | None = None
+    model: VAE,
+    x: torch.Tensor,
+    mc_samples: int = 1,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> BoundTerms:
-    """The ELBO of each example of x (B, *event_shape) with L = `mc_samples` reparameterized samples."""
+    """The ELBO of each example of x (B, *event_shape) with L = `mc_samples` reparameterized samples
+    (ε drawn from `generator`, or given as `noise` (L, B, D))."""
     loc, log_variance = posterior_parameters(model, x)
-    z = reparameterize(loc, log_variance, mc_samples, generator)  # (L, B, D)
+    z = reparameterize(loc, log_variance, mc_samples, generator, noise)  # (L, B, D)
     reconstruction = observation_log_prob(model, z, x).mean(0)  # (B,)
     kl_per_dim = gaussian_kl(loc, log_variance)  # (B, D)
     kl = kl_per_dim.sum(-1)
@@ -56,12 +61,16 @@ def elbo(
 
 
 def log_importance_weights(
-    model: VAE, x: torch.Tensor, samples: int, generator: torch.Generator | None = None
+    model: VAE,
+    x: torch.Tensor,
+    samples: int,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, zₖ) − log q(zₖ|x) for K = `samples` draws from q: returns (weights, log p(x|z), kl) with
     weights (K, B), the reconstruction log-likelihoods (K, B) and the closed-form KL per dimension (B, D)."""
     loc, log_variance = posterior_parameters(model, x)
-    z = reparameterize(loc, log_variance, samples, generator)  # (K, B, D)
+    z = reparameterize(loc, log_variance, samples, generator, noise)  # (K, B, D)
     log_likelihood = observation_log_prob(model, z, x)  # (K, B)
     std = torch.exp(0.5 * log_variance)
     log_q = _standard_normal_log_prob((z - loc) / std).sum(-1) - (0.5 * log_variance).sum(-1)  # (K, B)
@@ -73,9 +82,15 @@ def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
     return -0.5 * value.square() - 0.5 * math.log(2 * math.pi)
 
 
-def iwae(model: VAE, x: torch.Tensor, samples: int, generator: torch.Generator | None = None) -> BoundTerms:
+def iwae(
+    model: VAE,
+    x: torch.Tensor,
+    samples: int,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> BoundTerms:
     """The importance-weighted bound log (1/K) Σₖ p(x, zₖ)/q(zₖ|x) (B,); K = 1 is a one-sample ELBO."""
-    log_weights, log_likelihood, kl_per_dim = log_importance_weights(model, x, samples, generator)
+    log_weights, log_likelihood, kl_per_dim = log_importance_weights(model, x, samples, generator, noise)
     bound = torch.logsumexp(log_weights, dim=0) - math.log(samples)
     return BoundTerms(bound, log_likelihood.mean(0), kl_per_dim.sum(-1), kl_per_dim)
 
