@@ -113,7 +113,7 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `threads` for the block (None leaves them), as they were after it."""
+    """torch's CPU threads set to `threads` for the block (None leaves them alone), and restored after it."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
