@@ -9,15 +9,18 @@ own, with the same thread count, on the same images.
 throughput (default)  the same number of Adam steps at batch 128 on the 60,000 training images: vaekit's
                       `Trainer.fit` (its per-epoch metrics and checkpoints included) against the plain
                       loop. Interleaved repeats; medians of images/s, of the ratio within each repeat,
-                      and of peak RSS.
+                      and of peak RSS. The plain loop slows from its second epoch on (denormals in
+                      Adam's moments, which vaekit flushes), so longer runs widen the gap.
 quality               wall time until test −ELBO ≤ --target nats on grey-level Fashion-MNIST: vaekit
                       with its defaults (validation every epoch, counted) against the plain loop with
                       pytorch/examples' settings. Measuring the test loss stops both clocks; both use
                       the same one-sample estimate, seeded alike.
 
     python benchmarks/train_speed.py                        # throughput: 3 repeats of 3 epochs each
+    python benchmarks/train_speed.py --epochs 10 --cli-memory   # 10-epoch runs; `vaekit train`'s peak RSS
+    python benchmarks/train_speed.py --threads 1            # on a machine busy with other work
     python benchmarks/train_speed.py --mode quality         # time to test −ELBO ≤ 245
-    python benchmarks/train_speed.py --threads 1 --repeats 5 --json
+    python benchmarks/train_speed.py --mode quality --set learning_rate=2e-3
 """
 
 from __future__ import annotations
@@ -149,21 +152,21 @@ def plain_worker(args: argparse.Namespace) -> dict:
         test_images = read_images_plainly(FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
         evaluate = lambda: test_loss(model.encode, model.decode_logits, test_images, args.seed)  # noqa: E731
         return {"setup_seconds": setup_seconds, **quality_run(train_epoch, evaluate, args.target, args.max_epochs)}
-    return timed_epochs(train_epoch, args.epochs, len(train_loader), len(train_images), setup_seconds)
+    epochs = lambda: [train_epoch() for _ in range(args.epochs)]  # noqa: E731
+    return timed(epochs, args.epochs * len(train_loader), args.epochs * len(train_images), setup_seconds)
 
 
-def timed_epochs(train_epoch: Callable[[], None], epochs: int, steps_per_epoch: int, examples: int,
-                 setup_seconds: float) -> dict:
+def timed(train: Callable[[], object], steps: int, images: int, setup_seconds: float) -> dict:
+    """Wall and CPU time of `train`, which takes `steps` Adam steps over `images` images in all."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    for _ in range(epochs):
-        train_epoch()
+    train()
     seconds = time.perf_counter() - started
     return {
-        "images_per_second": epochs * examples / seconds,
-        "images": epochs * examples,
+        "images_per_second": images / seconds,
+        "images": images,
         "seconds": seconds,
         "cpu_seconds": time.process_time() - cpu_started,
-        "steps": epochs * steps_per_epoch,
+        "steps": steps,
         "setup_seconds": setup_seconds,
     }
 
@@ -197,18 +200,12 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
         trainer = Trainer(model, splits, config.train, Path(run_dir), resolve_device(config.train.device),
                           progress_bar=False)
         setup_seconds = time.perf_counter() - started
-        if args.mode == "throughput":
-            trainer.model.train()
-
-            def train_epoch():
-                trainer.run_epoch()
-                trainer.end_epoch()
-
-            return timed_epochs(train_epoch, args.epochs, trainer.steps_per_epoch, len(trainer.train_x),
-                                setup_seconds)
+        if args.mode == "throughput":  # `fit` trains all the epochs, as `vaekit train` does
+            return timed(trainer.fit, args.epochs * trainer.steps_per_epoch, args.epochs * len(trainer.train_x),
+                         setup_seconds)
         test_images = torch.from_numpy(splits.test.x)
 
-        def train_and_validate():
+        def train_and_validate():  # an epoch of `fit`
             trainer.model.train()
             trainer.run_epoch()
             trainer.end_epoch()
@@ -218,8 +215,9 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
             decode_logits = lambda z: model.decoder(z).flatten(1)  # noqa: E731
             return test_loss(encode, decode_logits, test_images, args.seed)
 
-        return {"setup_seconds": setup_seconds,
-                **quality_run(train_and_validate, evaluate, args.target, args.max_epochs)}
+        with trainer.cpu_settings():  # the threads and arithmetic `fit` trains with
+            return {"setup_seconds": setup_seconds,
+                    **quality_run(train_and_validate, evaluate, args.target, args.max_epochs)}
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -361,13 +359,14 @@ def report(summary: dict, args: argparse.Namespace) -> str:
             s = summary[name]
             lines.append(f"  {name:6s} {s['images_per_second']:8,.0f} img/s   "
                          f"({s['cpu_images_per_second']:8,.0f} per CPU-second)   peak RSS {s['peak_rss_mb']:4.0f} MB")
-        lines.append(f"  vaekit / plain: {summary['ratio']:.2f}x wall ({', '.join(f'{r:.2f}' for r in summary['ratios'])}),"
-                     f" {summary['cpu_ratio']:.2f}x CPU time")
+        each = ", ".join(f"{r:.2f}" for r in summary["ratios"])
+        lines.append(f"  vaekit / plain: {summary['ratio']:.2f}x wall ({each}), {summary['cpu_ratio']:.2f}x CPU time")
         if "cli_peak_rss_mb" in summary:
             lines.append(f"  `vaekit train --data fashion-mnist --epochs 1`, the whole run: peak RSS "
                          f"{summary['cli_peak_rss_mb']:.0f} MB")
     else:
-        lines.append(f"medians of {args.repeats} runs, time to test −ELBO ≤ {args.target:g}, {args.threads} thread(s):")
+        lines.append(f"medians of {args.repeats} runs, time to test −ELBO ≤ {args.target:g}, "
+                     f"{args.threads} thread(s):")
         for name in (PLAIN, VAEKIT):
             s = summary[name]
             seconds = f"{s['reached_seconds']:7.1f} s" if s["reached_seconds"] else "not reached"

@@ -3,8 +3,8 @@
 Each optimization of issue 7 keeps the numbers: the likelihoods' direct `log_prob` against the
 `torch.distributions` objects (values and gradients), the bounds against the same bounds written with
 those objects, bf16 autocast reaching only the networks, IDX files read straight into their arrays
-against the whole-file reading they replaced, splits that drop the source's copy, row gathers, and
-the trainer's step that frees its gradients.
+against the whole-file reading they replaced, splits that drop the source's copy, row gathers, the
+trainer's step that frees its gradients, and denormals flushed only while training.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 from vaekit.model import VAE, reparameterize
 from vaekit.objectives import elbo, gaussian_kl, iwae, observation_log_prob
-from vaekit.training import Trainer, torch_threads
+from vaekit.training import Trainer, flush_denormals, torch_threads
 
 
 def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:
@@ -127,6 +127,15 @@ def test_batches_gather_the_rows_of_the_epoch_order(digits, tmp_path: Path):
 def test_bf16_on_a_cpu_warns_and_trains_in_float32(digits, tmp_path: Path, caplog):
     fitting = trainer(digits, tmp_path, precision="bf16")
     assert not fitting.bf16 and "stays float32" in caplog.text
+
+
+def test_denormals_flush_to_zero_while_training_and_not_after():
+    denormal = torch.tensor(2.0**-126) / 2
+    assert denormal > 0
+    with flush_denormals():
+        assert torch.tensor(2.0**-126) / 2 == 0
+        assert torch.tensor(1.5) * 2 == 3  # normal numbers are untouched
+    assert torch.tensor(2.0**-126) / 2 == denormal
 
 
 def test_threads_apply_while_training_and_are_restored():

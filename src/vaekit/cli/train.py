@@ -66,8 +66,8 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--device": ("train", "device", {"choices": DEVICES}),
     "--precision": ("train", "precision", {"choices": PRECISIONS,
                                            "help": "bf16: autocast the networks on a CUDA GPU (default fp32)"}),
-    "--threads": ("train", "threads", {"type": int, "metavar": "N",
-                                       "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
+    "--threads": ("train", "threads", {
+        "type": int, "metavar": "N", "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
         "type": int, "metavar": "N", "help": "also checkpoint every N steps (a checkpoint ends every epoch anyway)"}),
     "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {
