@@ -92,14 +92,15 @@ def _decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> n
     return pixels
 
 
-def _check_sizes(folder: Path, pictures: list[np.ndarray]) -> None:
-    sizes = Counter(f"{p.shape[0]}x{p.shape[1]}" for p in pictures)
-    if len(sizes) == 1:
+def check_sizes(folder: Path, sizes: list[tuple[int, int]]) -> None:
+    """Refuse a folder of mixed (height, width) sizes, listing them and the --image-size that fixes it."""
+    counts = Counter(f"{h}x{w}" for h, w in sizes)
+    if len(counts) == 1:
         return
-    (common, _), *rest = sizes.most_common()
+    (common, _), *rest = counts.most_common()
     listed = ", ".join(f"{count} are {size}" for size, count in rest[:4]) + (", ..." if len(rest) > 4 else "")
     raise UserError(
-        f"{folder}: images differ in size ({sizes[common]} are {common}, {listed}); "
+        f"{folder}: images differ in size ({counts[common]} are {common}, {listed}); "
         f"pass --image-size {common} to resize them all"
     )
 
@@ -136,7 +137,7 @@ def read_image_folder(config: DataConfig) -> RawData:
         raise UserError(f"{folder}: is not a folder; --data-format images needs a folder of image files")
     files = _image_files(folder)
     pictures = [_decode(path, config.channels, config.image_size) for path in files]
-    _check_sizes(folder, pictures)
+    check_sizes(folder, [p.shape[:2] for p in pictures])
     labels, class_names = _labels(folder, files)
     return RawData(
         x=_stack(pictures), y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -34,7 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vaekit.config import DataConfig
 from vaekit.data import detect_format, load_data
-from vaekit.data.images import DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, _decode, _image_files, _labels, _visible_files
+from vaekit.data.images import (
+    DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, _decode, _image_files, _labels, _visible_files, check_sizes,
+)
 from vaekit.data.source import IMAGE, RawData, Split, Splits, split_source
 from vaekit.errors import UserError
 
@@ -133,18 +134,6 @@ def _header(path: Path, config: DataConfig) -> tuple[tuple[int, int], bool]:
     return (height, width), grey if config.channels is None else config.channels == 1
 
 
-def _check_sizes(folder: Path, sizes: list[tuple[int, int]]) -> None:
-    counts = Counter(f"{h}x{w}" for h, w in sizes)
-    if len(counts) == 1:
-        return
-    (common, _), *rest = counts.most_common()
-    listed = ", ".join(f"{count} are {size}" for size, count in rest[:4]) + (", ..." if len(rest) > 4 else "")
-    raise UserError(
-        f"{folder}: images differ in size ({counts[common]} are {common}, {listed}); "
-        f"pass --image-size {common} to resize them all"
-    )
-
-
 def read_streamed_folder(config: DataConfig) -> RawData:
     """An image folder as `ImageFiles`: only the headers are read now, to learn the images' shape."""
     folder = Path(config.source)
@@ -152,7 +141,7 @@ def read_streamed_folder(config: DataConfig) -> RawData:
         raise UserError(f"{folder}: is not a folder; --stream reads a folder of image files")
     files = _image_files(folder)
     headers = [_header(path, config) for path in files]
-    _check_sizes(folder, [size for size, _ in headers])
+    check_sizes(folder, [size for size, _ in headers])
     (height, width), _ = headers[0]
     channels = config.channels or (1 if all(grey for _, grey in headers) else 3)
     labels, class_names = _labels(folder, files)
