@@ -57,6 +57,16 @@ def run_subprocess(*args: str, timeout: float = 300, env: dict | None = None) ->
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module, whatever OMP_NUM_THREADS says: equal runs need equal thread
+    counts, and tiny models are fastest on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A small run on the embedded digits, trained once per test session (a few seconds)."""

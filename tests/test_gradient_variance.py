@@ -30,13 +30,8 @@ from vaekit.run import DataInfo, write_config
 Z = 4.0  # standard errors allowed between the two means, per layer direction (5 comparisons)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Each gradient draw is a tiny computation: one thread is faster than several, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Each gradient draw is a tiny computation: one thread is faster than several, above all on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

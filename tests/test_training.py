@@ -58,13 +58,8 @@ def assert_same_run(out: Path, reference: Path) -> None:
     assert results[0] == results[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Equal runs need equal thread counts; and one thread keeps a tiny model fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Equal runs need equal thread counts; and one thread keeps a tiny model fast on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
