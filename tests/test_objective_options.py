@@ -16,7 +16,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_data
 from vaekit.model import VAE, reparameterize
 from vaekit.objectives import BoundTerms, elbo, iwae, log_importance_weights, training_loss
-from vaekit.training import Trainer
+from vaekit.training import StopRequest, Trainer, TrainingInterrupted
 
 
 @pytest.fixture
@@ -53,6 +53,7 @@ def test_beta_weights_the_kl(model, x):
 # ----- KL warm-up --------------------------------------------------------------------------------
 
 def _trainer(tmp_path, **train_settings) -> Trainer:
+    tmp_path.mkdir(exist_ok=True)
     torch.manual_seed(0)
     splits = load_data(DataConfig())
     model = VAE(ModelConfig(latent_dim=2, hidden_sizes=(8,)), splits.event_shape, "bernoulli")
@@ -81,6 +82,54 @@ def test_warmup_schedule_in_a_real_run(tmp_path):
                        train=TrainConfig(epochs=5, warmup_epochs=4, patience=None))
     run = train(config, tmp_path / "run")
     assert [record["beta"] for record in run.metrics] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+# ----- learning-rate schedule ------------------------------------------------------------------------
+
+def test_cosine_schedule_falls_from_the_rate_to_zero_per_step(tmp_path):
+    trainer = _trainer(tmp_path, epochs=4, learning_rate=2e-3, lr_schedule="cosine")
+    total = 4 * trainer.steps_per_epoch
+    for step, expected in [(0, 2e-3), (total // 2, 1e-3), (total, 0.0), (2 * total, 0.0)]:
+        trainer.state.global_step = step
+        assert trainer.learning_rate() == pytest.approx(expected, abs=1e-12)
+    trainer.state.global_step = total // 4
+    assert trainer.learning_rate() == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)))
+
+
+def test_constant_schedule_keeps_the_rate(tmp_path):
+    trainer = _trainer(tmp_path, epochs=4, learning_rate=3e-4)
+    for step in (0, 7, 10_000):
+        trainer.state.global_step = step
+        assert trainer.learning_rate() == 3e-4
+
+
+def test_cosine_schedule_reaches_adam_and_resumes_exactly(tmp_path):
+    """The step size Adam uses is the schedule's; a run stopped mid-epoch and resumed ends with the
+    weights of one that was never stopped."""
+    whole = _trainer(tmp_path / "whole", epochs=3, learning_rate=1e-2, lr_schedule="cosine", patience=None)
+    whole.fit()
+    whole.state.global_step -= 1  # the last step's
+    assert whole.optimizer.param_groups[0]["lr"] == pytest.approx(whole.learning_rate(), abs=1e-12)
+    assert whole.learning_rate() > 0
+
+    first = _trainer(tmp_path / "cut", epochs=3, learning_rate=1e-2, lr_schedule="cosine", patience=None)
+    stop = StopRequest()
+    stop.request()  # stops after the first step of the first epoch, with a checkpoint
+    with pytest.raises(TrainingInterrupted):
+        first.fit(stop)
+    second = _trainer(tmp_path / "cut", epochs=3, learning_rate=1e-2, lr_schedule="cosine", patience=None)
+    second.resume()
+    second.fit()
+    for a, b in zip(whole.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_cosine_schedule_in_a_real_run_records_the_rate(tmp_path):
+    config = RunConfig(model=ModelConfig(latent_dim=4, hidden_sizes=(32,)),
+                       train=TrainConfig(epochs=4, learning_rate=1e-3, lr_schedule="cosine", patience=None))
+    run = train(config, tmp_path / "run")
+    rates = [record["learning_rate"] for record in run.metrics]
+    assert rates == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4)], abs=1e-12)
 
 
 # ----- free bits ---------------------------------------------------------------------------------

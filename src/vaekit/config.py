@@ -30,6 +30,7 @@ BINARIZATIONS = ("none", "dynamic", "static")
 OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv")
 
 
@@ -109,6 +110,9 @@ class TrainConfig:
     epochs: int = 30  # enough for digits to look like digits; early stopping ends it sooner if it stalls
     batch_size: int = 128  # the reference setting of pytorch/examples
     learning_rate: float = 1e-3  # Adam's usual step, the reference setting
+    # constant, or cosine: the step size falls from learning_rate to 0 along a half cosine over the
+    # `epochs` budget (per step). A fixed budget ends better with it; early stopping may end it sooner.
+    lr_schedule: str = "constant"
     mc_samples: int = 1  # L in the ELBO; one sample per input suffices for large batches (the paper)
     objective: str = "elbo"  # or iwae, the importance-weighted bound
     iwae_samples: int = 5  # K of the IWAE objective
@@ -134,6 +138,7 @@ class TrainConfig:
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
             f"learning_rate = {self.learning_rate} must be a positive number such as 1e-3",
         )
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check(self.mc_samples >= 1, f"mc_samples = {self.mc_samples} must be at least 1")
         _choice("objective", self.objective, OBJECTIVES)
         _check(self.iwae_samples >= 1, f"iwae_samples = {self.iwae_samples} must be at least 1")

@@ -316,6 +316,15 @@ class Trainer:
             return self.config.beta
         return self.config.beta * min(1.0, self.state.global_step / warmup_steps)
 
+    def learning_rate(self) -> float:
+        """Adam's step size now: constant, or a half cosine from learning_rate to 0 over the epoch budget (per
+        step). A function of the step alone, so a resumed run continues the schedule exactly."""
+        rate = self.config.learning_rate
+        if self.config.lr_schedule == "constant":
+            return rate
+        progress = min(1.0, self.state.global_step / (self.config.epochs * self.steps_per_epoch))
+        return rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def epoch_order(self, epoch: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.config.seed * ORDER_SEED_STRIDE + epoch)
         order = torch.randperm(len(self.train_x), generator=generator)
@@ -435,6 +444,8 @@ class Trainer:
             for step in range(state.step_in_epoch, self.steps_per_epoch):
                 examples, stored = next(batches)
                 x = self.codec.to_model(stored)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.learning_rate()
                 sums = self.train_step(x) if self.data_parallel is None else self.shard_step(x, examples)
                 totals += sums.double()
                 state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
@@ -531,6 +542,7 @@ class Trainer:
             "epoch": state.epoch + 1,
             "step": state.global_step,
             "beta": self.beta(),
+            "learning_rate": self.learning_rate(),
             "train_elbo": train[0],
             "train_reconstruction": train[1],
             "train_kl": train[2],

@@ -12,7 +12,8 @@ from vaekit.cli.options import (
     add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, parse_int_list,
 )
 from vaekit.config import (
-    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, OBJECTIVES, PRECISIONS,
+    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES,
+    PRECISIONS,
     RunConfig, load_toml,
 )
 from vaekit.run import RUN_FILES
@@ -55,6 +56,8 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--batch-size": ("train", "batch_size", {"type": int,
                                              "help": "default 128; under torchrun, the global batch of all processes"}),
     "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 1e-3)"}),
+    "--lr-schedule": ("train", "lr_schedule", {
+        "choices": LR_SCHEDULES, "help": "constant (default), or cosine: decay to 0 over the --epochs budget"}),
     "--mc-samples": ("train", "mc_samples", {"type": int, "help": "L, samples of z per input (default 1)"}),
     "--objective": ("train", "objective", {"choices": OBJECTIVES}),
     "--iwae-samples": ("train", "iwae_samples", {"type": int}),
