@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from vaekit.errors import UserError
+from vaekit.optim import Adam
 
 MODEL_PREFIX = "model."
 OPTIMIZER_PREFIX = "optimizer."
@@ -121,7 +122,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
 def save_training_state(
     path: Path,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam | torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
     state: dict[str, Any],
 ) -> None:
@@ -146,7 +147,7 @@ def save_training_state(
 
 
 def load_training_state(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+    path: Path, model: nn.Module, optimizer: Adam | torch.optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model and optimizer from `save_training_state`; returns the saved `state` and the
     generator states by name, for the caller to restore (it knows which devices they belong to).
@@ -168,7 +169,7 @@ def load_training_state(
 
 
 def _load_optimizer_state(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], path: Path
+    optimizer: Adam | torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], path: Path
 ) -> None:
     """Per-parameter state (Adam's moments and step) into `optimizer`, checked against its parameters."""
     parameters = [p for group in optimizer.param_groups for p in group["params"]]

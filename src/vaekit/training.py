@@ -44,6 +44,7 @@ from vaekit.errors import UserError
 from vaekit.evaluation import EVAL_BATCH, dataset_elbo
 from vaekit.model import VAE
 from vaekit.objectives import elbo, iwae, training_loss
+from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -206,9 +207,7 @@ class Trainer:
                 f"of {config.batch_size}; pass a smaller --batch-size or more data"
             )
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(
-            self.parameters, lr=config.learning_rate, fused=device.type in ("cpu", "cuda")
-        )
+        self.optimizer = Adam(self.parameters, lr=config.learning_rate)
         self.noise = torch.Generator(device=device).manual_seed(config.seed)
         self.state = Progress()
         self.data_parallel = self._data_parallel() if world.size > 1 else None
