@@ -28,7 +28,9 @@ from vaekit.checkpoint import read_safetensors
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.source import split_source
 from vaekit.data.digits import read_digits
-from vaekit.distributed import ShardObjective, World, bound_from_noise, launched_by_torchrun
+from vaekit.data.codec import PixelCodec
+from vaekit.distributed import ShardObjective, World, bound_from_noise, launched_by_torchrun, sharded_elbo
+from vaekit.evaluation import dataset_elbo
 from vaekit.model import VAE
 from vaekit.errors import UserError
 from vaekit.objectives import elbo, iwae, training_loss
@@ -56,6 +58,21 @@ WEIGHT_TOLERANCE = 1e-5
 def _model(likelihood: str = "bernoulli") -> VAE:
     torch.manual_seed(0)
     return VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), (1, 8, 8), likelihood)
+
+
+@pytest.mark.parametrize("iwae_samples", [None, 5])
+def test_sharded_validation_equals_dataset_elbo_in_one_process(iwae_samples):
+    """The validation figures of the sharded path (torchrun, streamed folders) are dataset_elbo's,
+    for the ELBO and for an IWAE run's bound, from the same seed."""
+    model = _model()
+    stored = torch.randint(0, 256, (70, 1, 8, 8), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    codec = PixelCodec()
+    expected = dataset_elbo(model, stored, codec, seed=4, batch_size=30, iwae_samples=iwae_samples)
+    batches = ((len(stored[start:start + 30]), stored[start:start + 30]) for start in range(0, 70, 30))
+    sharded = sharded_elbo(model, batches, codec, World(), seed=4, iwae_samples=iwae_samples)
+    assert sharded.keys() == expected.keys() == ({"elbo", "reconstruction", "kl"} | ({"iwae"} if iwae_samples else set()))
+    for key in expected:
+        assert sharded[key] == pytest.approx(expected[key], rel=1e-6)
 
 
 def test_shards_cover_every_example_once_and_differ_by_at_most_one():

@@ -226,6 +226,15 @@ def test_iwae_objective_trains(tmp_path):
     run = train(config, tmp_path / "run")
     scores = [record["val_elbo"] for record in run.metrics]
     assert scores[-1] > scores[0] + 1.0, scores
+    # Each figure under its own name: the ELBO is reconstruction − KL, the IWAE bound lies above it, and
+    # the best epoch (early stopping, model.safetensors) is the one with the best validation IWAE bound.
+    for record in run.metrics:
+        for split in ("train", "val"):
+            assert record[f"{split}_elbo"] == pytest.approx(record[f"{split}_reconstruction"] - record[f"{split}_kl"])
+            assert record[f"{split}_iwae"] > record[f"{split}_elbo"]
+    best = max(run.metrics, key=lambda record: record["val_iwae"])
+    assert run.results["best_epoch"] == best["epoch"]
+    assert run.results["test_iwae"] > run.results["test_elbo"]
     x = torch.as_tensor(run.load_inputs(split="test")[0][:200])
     x = run.codec.to_model(x)
     torch.manual_seed(0)

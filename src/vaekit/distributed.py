@@ -35,7 +35,7 @@ from torch import nn
 from vaekit.data.codec import Codec
 from vaekit.errors import UserError
 from vaekit.model import VAE
-from vaekit.objectives import BoundTerms, elbo, iwae
+from vaekit.objectives import BoundTerms, bound_figures, elbo, iwae
 
 logger = logging.getLogger(__name__)
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
@@ -228,6 +228,7 @@ def _no_terms(latent_dim: int, like: torch.Tensor) -> BoundTerms:
 @torch.no_grad()
 def sharded_elbo(
     model: VAE, batches: Iterable[tuple[int, torch.Tensor]], codec: Codec, world: World, seed: int = 0,
+    iwae_samples: int | None = None,
 ) -> dict[str, float]:
     """`evaluation.dataset_elbo` over batches that each rank holds a shard of: the same figures.
 
@@ -242,12 +243,12 @@ def sharded_elbo(
     was_training = model.training
     model.eval()
     for count, stored in batches:
-        eps = torch.randn((1, count, model.latent_dim), generator=generator, device=device)
+        eps = torch.randn((iwae_samples or 1, count, model.latent_dim), generator=generator, device=device)
         examples += count
         if not len(stored):  # a last batch smaller than the ranks may leave this one nothing
             continue
-        terms = bound_from_noise(model, codec.to_model(stored.to(device)), eps[:, world.shard(count)])
+        terms = bound_from_noise(model, codec.to_model(stored.to(device)), eps[:, world.shard(count)],
+                                 "elbo" if iwae_samples is None else "iwae")
         totals += torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
     model.train(was_training)
-    elbo_value, reconstruction, kl = (world.all_reduce_sum(totals) / max(examples, 1)).tolist()
-    return {"elbo": elbo_value, "reconstruction": reconstruction, "kl": kl}
+    return bound_figures(world.all_reduce_sum(totals) / max(examples, 1), iwae_samples is not None)

@@ -110,3 +110,11 @@ def training_loss(
     if free_bits > 0:
         kl_per_dim = kl_per_dim.clamp(min=free_bits)
     return -(terms.reconstruction.mean() - beta * kl_per_dim.sum())
+
+
+def bound_figures(means: torch.Tensor, iwae_bound: bool) -> dict[str, float]:
+    """{elbo, reconstruction, kl[, iwae]} from the means of (bound, reconstruction, kl)."""
+    bound, reconstruction, kl = means.tolist()
+    if not iwae_bound:
+        return {"elbo": bound, "reconstruction": reconstruction, "kl": kl}
+    return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl, "iwae": bound}

@@ -509,7 +509,9 @@ class Trainer:
         """Validate, record metrics, decide on early stopping, checkpoint, and keep the best weights."""
         state = self.state
         record = self._epoch_record()
-        score = record["val_elbo"] if "val_elbo" in record else record["train_elbo"]
+        # The bound the run optimizes: the IWAE bound of an IWAE run, the ELBO otherwise.
+        name = "iwae" if self.config.objective == "iwae" else "elbo"
+        score = record[f"val_{name}"] if f"val_{name}" in record else record[f"train_{name}"]
         if not math.isfinite(score):
             self._diverged("the validation ELBO")
         improved = score > state.best_score
@@ -546,6 +548,8 @@ class Trainer:
             "train_reconstruction": train[1],
             "train_kl": train[2],
         }
+        if self.config.objective == "iwae":  # the sums hold the IWAE bound; the ELBO is of the same K samples
+            record.update(train_elbo=train[1] - train[2], train_iwae=train[0])
         if len(self.splits.validation):
             validation = self.split_elbo(self.splits.validation.x)
             record.update({f"val_{key}": value for key, value in validation.items()})
@@ -556,15 +560,16 @@ class Trainer:
     def split_elbo(self, stored: Any) -> dict[str, float]:
         """`dataset_elbo` of a split, each rank taking a shard of every batch (and decoding a streamed
         folder batch by batch): the figures one process computes from memory."""
+        iwae_samples = self.config.iwae_samples if self.config.objective == "iwae" else None
         if self.world.size == 1 and not is_streamed(stored):
-            return dataset_elbo(self.model, stored, self.codec, seed=self.config.seed)
+            return dataset_elbo(self.model, stored, self.codec, seed=self.config.seed, iwae_samples=iwae_samples)
         counts = [min(EVAL_BATCH, len(stored) - start) for start in range(0, len(stored), EVAL_BATCH)]
         shards = (
             np.arange(start, start + count)[self.world.shard(count)]
             for start, count in zip(range(0, len(stored), EVAL_BATCH), counts)
         )
         batches = zip(counts, stored_batches(stored, shards, self.workers, pin_memory=self.device.type == "cuda"))
-        return sharded_elbo(self.model, batches, self.codec, self.world, seed=self.config.seed)
+        return sharded_elbo(self.model, batches, self.codec, self.world, seed=self.config.seed, iwae_samples=iwae_samples)
 
     def _worth_a_line(self, record: dict[str, Any]) -> bool:
         """Every epoch of a short run; of a long one, every k-th and the last."""
@@ -620,6 +625,8 @@ def _describe(record: dict[str, Any]) -> str:
     text = f"epoch {record['epoch']:>3}  train -ELBO {-record['train_elbo']:.2f}"
     if "val_elbo" in record:
         text += f"  val -ELBO {-record['val_elbo']:.2f} (recon {-record['val_reconstruction']:.2f}, KL {record['val_kl']:.2f})"
+    if "val_iwae" in record:
+        text += f"  val -IWAE {-record['val_iwae']:.2f}"
     return text + f"  {record['images_per_second']:,.0f} img/s"
 
 
