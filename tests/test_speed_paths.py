@@ -24,7 +24,8 @@ from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 from vaekit.model import VAE, reparameterize
 from vaekit.objectives import elbo, gaussian_kl, iwae, observation_log_prob
-from vaekit.training import Trainer, flush_denormals, torch_threads
+from vaekit.cpu import flush_denormals, torch_threads
+from vaekit.training import Trainer
 
 
 def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:

@@ -37,6 +37,7 @@ from vaekit.checkpoint import (
     save_weights,
 )
 from vaekit.config import TrainConfig
+from vaekit.cpu import flush_denormals, keep_freed_memory, torch_threads
 from vaekit.data.source import Splits
 from vaekit.data.streaming import is_streamed, stored_batches
 from vaekit.distributed import SINGLE_PROCESS, ShardObjective, World, sharded_elbo
@@ -110,37 +111,6 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-@contextmanager
-def flush_denormals() -> Iterator[None]:
-    """CPU arithmetic with denormal floats (below 1.2e-38) flushed to zero for the block; as before after it.
-
-    Adam's moments of weights that never get a gradient (Fashion-MNIST's always-black border pixels)
-    decay through the denormal range, where a CPU takes ~100x longer per operation: from the second
-    epoch on they made the optimizer step 3.5x slower and the whole epoch 35% slower. Numbers that
-    small move no weight at float32 precision: 3 epochs of the reference run gave the same weights bit
-    for bit with and without (benchmarks/train_speed.py).
-    """
-    was_flushed = bool(torch.tensor(2.0**-126) / 2 == 0)  # half the smallest normal float32 is a denormal
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_flushed)
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `threads` for the block (None leaves them alone), and restored after it."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if threads is not None:
-            torch.set_num_threads(previous)
 
 
 @dataclass
@@ -578,7 +548,10 @@ class Trainer:
 
     @contextmanager
     def cpu_settings(self) -> Iterator[None]:
-        """What `fit` trains under: the configured CPU threads, and denormals flushed on a CPU."""
+        """What `fit` trains under: the configured CPU threads, and on a CPU denormals flushed and freed
+        memory kept for reuse (`vaekit.cpu`)."""
+        if self.device.type == "cpu":
+            keep_freed_memory()
         with torch_threads(self.config.threads), flush_denormals() if self.device.type == "cpu" else nullcontext():
             yield
 

@@ -44,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import TrainedVAE
+    from vaekit.cpu import flush_denormals, keep_freed_memory
     from vaekit.device import resolve_device
     from vaekit.distributed import joined_world, rank_device
     from vaekit.errors import UserError
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     with joined_world() as world:  # [distributed] under torchrun, each rank estimates some of the batches
         device = rank_device(resolve_device(args.device), world)
         trained = TrainedVAE(args.run_dir, device=str(device))
-        return _evaluate(args, trained, world)
+        with flush_denormals():  # softplus of very negative logits: 5% of the time, nothing of the figures
+            return _evaluate(args, trained, world)
 
 
 def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: TrainedVAE, world: World
@@ -91,28 +93,6 @@ def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: Trai
     else:
         _print_figures(figures, f"{source or trained.data.description}, {split} split")
     return 0
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the system.
-
-    Each chunk of importance samples allocates and frees tens of MiB; by default glibc hands that
-    back to the kernel and page-faults it in again on the next chunk, which cost a third of the
-    CPU time of a K = 5000 evaluation (system time, benchmarks/evaluate_speed.py). Peak memory is
-    unchanged: the chunks bound it. Does nothing where the C library is not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # from glibc's malloc.h
-    mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 1 << 30)
-    mallopt(m_top_pad, 64 << 20)
 
 
 def _binarize_once(x, seed: int):
