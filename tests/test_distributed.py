@@ -304,9 +304,11 @@ def test_sigterm_stops_every_rank_with_a_checkpoint_and_the_run_resumes_with_one
         pytest.skip("the run finished before SIGTERM reached it (a very fast machine)")
     assert "vaekit train --resume" in err
     assert (out / "checkpoint.safetensors").exists() and not (out / "results.json").exists()
+    assert json.loads((out / "config.json").read_text())["launch"]["processes"] == 2
     done = vaekit_train("--resume", out)
     assert done.returncode == 0, done.stderr
     assert_same_run(out, reference)
+    assert "launch" not in json.loads((out / "config.json").read_text())  # it states its latest launch
 
 
 @needs_torchrun

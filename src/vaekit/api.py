@@ -235,8 +235,8 @@ def _train(
     launch = {"processes": world.size, "global_batch": config.train.batch_size} if world.size > 1 else None
     if resume:
         trainer.resume()
-        if world.is_main and (config != saved or launch):
-            write_config(out, config, saved_info, launch)  # so that info, and the next resume, see the new budget
+        if world.is_main:  # so that info, and the next resume, see the new budget and how this launch runs
+            write_config(out, config, saved_info, launch)
     else:
         world.from_main(lambda: (prepare_output_dir(out, overwrite), write_config(out, config, info, launch)))
     with stop_on_signals() as stop:
