@@ -32,7 +32,7 @@ SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 DECODE_ERRORS = Exception
 
 
-def _visible_files(folder: Path) -> list[Path]:
+def visible_files(folder: Path) -> list[Path]:
     """Every file under `folder`, sorted, skipping hidden files and folders (.git, .DS_Store)."""
     found = []
     for path in sorted(folder.rglob("*")):
@@ -43,8 +43,8 @@ def _visible_files(folder: Path) -> list[Path]:
     return found
 
 
-def _image_files(folder: Path) -> list[Path]:
-    files = _visible_files(folder)
+def image_files(folder: Path) -> list[Path]:
+    files = visible_files(folder)
     images = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
     others = [path for path in files if path.suffix.lower() not in IMAGE_SUFFIXES]
     if not images:
@@ -69,7 +69,7 @@ def _pixels(image: Image.Image, grey: bool) -> np.ndarray:
     return np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
 
 
-def _decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> np.ndarray:
+def decode_image(path: Path, channels: int | None, size: tuple[int, int] | None) -> np.ndarray:
     """One file as uint8 (H, W) grey or (H, W, 3) RGB; `channels` None keeps what the file holds."""
     if path.stat().st_size == 0:
         raise UserError(f"{path}: is empty (0 bytes); remove it or copy the image again")
@@ -113,7 +113,7 @@ def _stack(pictures: list[np.ndarray]) -> np.ndarray:
     return np.stack(pictures)[:, None]
 
 
-def _labels(folder: Path, files: list[Path]) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+def folder_labels(folder: Path, files: list[Path]) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
     """Labels from the first-level sub-folder of each file, when every image lies in one."""
     parts = [path.relative_to(folder).parts for path in files]
     classes = [part[0] if len(part) > 1 else None for part in parts]
@@ -135,10 +135,10 @@ def read_image_folder(config: DataConfig) -> RawData:
     folder = Path(config.source)
     if not folder.is_dir():
         raise UserError(f"{folder}: is not a folder; --data-format images needs a folder of image files")
-    files = _image_files(folder)
-    pictures = [_decode(path, config.channels, config.image_size) for path in files]
+    files = image_files(folder)
+    pictures = [decode_image(path, config.channels, config.image_size) for path in files]
     check_sizes(folder, [p.shape[:2] for p in pictures])
-    labels, class_names = _labels(folder, files)
+    labels, class_names = folder_labels(folder, files)
     return RawData(
         x=_stack(pictures), y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names,
     )

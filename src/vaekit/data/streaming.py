@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from vaekit.config import DataConfig
 from vaekit.data import detect_format, load_data
 from vaekit.data.images import (
-    DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, _decode, _image_files, _labels, _visible_files, check_sizes,
+    DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, check_sizes, decode_image, folder_labels, image_files, visible_files,
 )
 from vaekit.data.source import IMAGE, RawData, Split, Splits, split_source
 from vaekit.errors import UserError
@@ -97,7 +97,7 @@ class ImageFiles:
         """Example `index` as uint8 (C, H, W): grey images repeat into RGB in a colour folder."""
         position = int(self.positions[index])
         path = Path(self.files[position])
-        pixels = _decode(path, self.channels, self.image_size)
+        pixels = decode_image(path, self.channels, self.image_size)
         if pixels.ndim == 2:
             pixels = np.repeat(pixels[None], self.event_shape[0], axis=0)
         else:
@@ -127,7 +127,7 @@ def _header(path: Path, config: DataConfig) -> tuple[tuple[int, int], bool]:
                 width, height = height, width
             grey = image.mode in GREY_MODES
     except DECODE_ERRORS:
-        pixels = _decode(path, config.channels, config.image_size)  # raises the reader's own message
+        pixels = decode_image(path, config.channels, config.image_size)  # raises the reader's own message
         (height, width), grey = pixels.shape[:2], pixels.ndim == 2
     if config.image_size is not None:
         height, width = config.image_size
@@ -139,12 +139,12 @@ def read_streamed_folder(config: DataConfig) -> RawData:
     folder = Path(config.source)
     if not folder.is_dir():
         raise UserError(f"{folder}: is not a folder; --stream reads a folder of image files")
-    files = _image_files(folder)
+    files = image_files(folder)
     headers = [_header(path, config) for path in files]
     check_sizes(folder, [size for size, _ in headers])
     (height, width), _ = headers[0]
     channels = config.channels or (1 if all(grey for _, grey in headers) else 3)
-    labels, class_names = _labels(folder, files)
+    labels, class_names = folder_labels(folder, files)
     images = ImageFiles([str(path) for path in files], (channels, height, width), config.channels, config.image_size)
     logger.info("%s: %d images stream from disk", folder, len(files))
     return RawData(x=images, y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names)
@@ -160,7 +160,7 @@ def memory_bytes() -> int:
 def estimated_decoded_bytes(config: DataConfig) -> int:
     """The folder's decoded size, guessed from its first image: the count times its pixels."""
     folder = Path(config.source)
-    files = [path for path in _visible_files(folder) if path.suffix.lower() in IMAGE_SUFFIXES]
+    files = [path for path in visible_files(folder) if path.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         return 0
     (height, width), grey = _header(files[0], config)
