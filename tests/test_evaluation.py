@@ -223,6 +223,9 @@ def test_cli_evaluate_json(cli, digits_run):
     assert 0 <= figures["active_units"] <= 20
     again = json.loads(cli("evaluate", digits_run, "--importance-samples", "50", "--json", "--quiet").out)
     assert again["nll"] == figures["nll"]
+    one_thread = json.loads(cli("evaluate", digits_run, "--importance-samples", "50", "--json", "--quiet",
+                                "--threads", "1").out)
+    assert one_thread["nll"] == pytest.approx(figures["nll"], rel=1e-6)
 
 
 def test_cli_evaluate_text_and_limit(cli, digits_run):
@@ -234,6 +237,7 @@ def test_cli_evaluate_text_and_limit(cli, digits_run):
 @pytest.mark.parametrize("flags, words", [
     (["--importance-samples", "0"], "K must be at least 1"),
     (["--limit", "0"], "at least one example"),
+    (["--threads", "0"], "at least one thread"),
 ])
 def test_cli_evaluate_mistakes_are_one_line(cli, digits_run, flags, words):
     result = cli("evaluate", digits_run, *flags)

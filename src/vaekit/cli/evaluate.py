@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N examples (a quick look)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads (default: the physical cores); 1 is faster on a busy machine")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(parser, "the figures")
     add_debug_flag(parser)
@@ -44,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import TrainedVAE
-    from vaekit.cpu import flush_denormals, keep_freed_memory
+    from vaekit.cpu import flush_denormals, keep_freed_memory, torch_threads
     from vaekit.device import resolve_device
     from vaekit.distributed import joined_world, rank_device
     from vaekit.errors import UserError
@@ -53,11 +55,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--importance-samples {args.importance_samples}: K must be at least 1 (5000 for published numbers)")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: ask for at least one example")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: use at least one thread")
     keep_freed_memory()
     with joined_world() as world:  # [distributed] under torchrun, each rank estimates some of the batches
         device = rank_device(resolve_device(args.device), world)
         trained = TrainedVAE(args.run_dir, device=str(device))
-        with flush_denormals():  # softplus of very negative logits: 5% of the time, nothing of the figures
+        # flush_denormals: softplus of very negative logits; 5% of the time, nothing of the figures
+        with torch_threads(args.threads), flush_denormals():
             return _evaluate(args, trained, world)
 
 
