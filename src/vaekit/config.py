@@ -111,7 +111,8 @@ class TrainConfig:
     batch_size: int = 128  # the reference setting of pytorch/examples
     learning_rate: float = 1e-3  # Adam's usual step, the reference setting
     # constant, or cosine: the step size falls from learning_rate to 0 along a half cosine over the
-    # `epochs` budget (per step). A fixed budget ends better with it; early stopping may end it sooner.
+    # `epochs` budget (per step). A fixed budget ends better with it; early stopping may end it sooner, and
+    # a run resumed with more epochs stretches what is left of the curve.
     lr_schedule: str = "constant"
     mc_samples: int = 1  # L in the ELBO; one sample per input suffices for large batches (the paper)
     objective: str = "elbo"  # or iwae, the importance-weighted bound

@@ -483,7 +483,7 @@ class Trainer:
         name = "iwae" if self.config.objective == "iwae" else "elbo"
         score = record[f"val_{name}"] if f"val_{name}" in record else record[f"train_{name}"]
         if not math.isfinite(score):
-            self._diverged("the validation ELBO")
+            self._diverged("the validation IWAE bound" if name == "iwae" else "the validation ELBO")
         improved = score > state.best_score
         if improved:
             state.best_score, state.best_epoch, state.epochs_without_improvement = score, state.epoch + 1, 0
