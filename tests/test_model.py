@@ -31,6 +31,17 @@ def test_networks_fit_any_image_size_and_channel_count(architecture, event_shape
     assert model.observation_model(torch.randn(2, 3, 4)).log_prob(x).shape == (2, 3)
 
 
+def test_gated_layers_multiply_a_linear_map_by_a_sigmoid_gate():
+    model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(5,), activation="gated"), (7,), "gaussian")
+    assert linear_shapes(model.decoder) == [(3, 10), (5, 7)]  # the hidden product is twice as wide
+    first = model.decoder.body[0]
+    z = torch.randn(4, 3)
+    value, gate = (z @ first.weight.T + first.bias).split(5, dim=-1)
+    assert torch.allclose(model.decoder.body(z), value * torch.sigmoid(gate), atol=1e-6)
+    with pytest.raises(UserError, match="activation = gated is for dense layers"):
+        ModelConfig(architecture="conv", activation="gated")
+
+
 def test_conv_on_non_images_is_a_clear_error():
     with pytest.raises(UserError, match="architecture = 'conv' needs images"):
         VAE(ModelConfig(architecture="conv"), (10,), "gaussian")

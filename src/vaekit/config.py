@@ -25,7 +25,9 @@ else:  # pragma: no cover
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("per-dimension", "shared")
 ARCHITECTURES = ("mlp", "conv")
-ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus")
+# gated: each hidden layer is (W x + b) * sigmoid(V x + c), the GatedDense layer of the VampPrior and
+# Exemplar VAE papers' networks (dense layers only; conv layers refuse it)
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "gated")
 BINARIZATIONS = ("none", "dynamic", "static")
 OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -96,6 +98,10 @@ class ModelConfig:
         _check(self.latent_dim >= 1, f"latent_dim = {self.latent_dim} must be at least 1")
         _choice("architecture", self.architecture, ARCHITECTURES)
         _choice("activation", self.activation, ACTIVATIONS)
+        _check(
+            not (self.architecture == "conv" and self.activation == "gated"),
+            "activation = gated is for dense layers; use architecture = mlp, or another activation with conv",
+        )
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         _choice("gaussian_variance", self.gaussian_variance, GAUSSIAN_VARIANCES)
         _check(all(h >= 1 for h in self.hidden_sizes), f"hidden_sizes = {self.hidden_sizes} must all be at least 1")

@@ -23,7 +23,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+        if activation == "gated":
+            # (W x + b) * sigmoid(V x + c): both halves come from one product of twice the width
+            layers += [nn.Linear(fan_in, 2 * fan_out), nn.GLU(dim=-1)]
+        else:
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
