@@ -132,9 +132,10 @@ def test_estimate_rises_with_k_for_a_bernoulli_mlp():
     """The same on the everyday model: an untrained Bernoulli MLP on binary images (a poor q)."""
     torch.manual_seed(0)
     model = VAE(ModelConfig(latent_dim=4, hidden_sizes=(32,)), (1, 6, 6), "bernoulli").eval()
-    x = (torch.rand(200, 1, 6, 6, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    x = (torch.rand(1000, 1, 6, 6, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     nll = [evaluate(model, x, IdentityCodec(), k, seed=0).nll for k in (1, 10, 100)]
-    assert nll[0] > nll[1] + 0.05 > nll[2] + 0.1, nll
+    # Over seeds 0-3 the steps were 0.22-0.26 and 0.020-0.039 nats (K = 1000 adds another 0.002-0.005).
+    assert nll[0] > nll[1] + 0.1 and nll[1] > nll[2] + 0.01, nll
 
 
 def test_fast_bernoulli_path_matches_the_distribution():
