@@ -139,6 +139,18 @@ def test_denormals_flush_to_zero_while_training_and_not_after():
     assert torch.tensor(2.0**-126) / 2 == denormal
 
 
+def test_denormals_flush_on_every_thread_of_a_parallel_op():
+    """The OpenMP threads that run part of each parallel op flush too, though they existed before."""
+    with torch_threads(2):
+        smallest_normal = torch.full((1 << 20,), 2.0**-126)
+        halves = smallest_normal / 2  # a parallel op: starts the OpenMP team before the flushing
+        assert bool((halves > 0).all())
+        with flush_denormals():
+            assert bool((smallest_normal / 2 == 0).all()), "a thread of the team still computes denormals"
+            assert bool((torch.full((1 << 20,), 1.5) * 2 == 3).all())
+        assert bool((smallest_normal / 2 > 0).all()), "a thread of the team still flushes after the block"
+
+
 def test_threads_apply_while_training_and_are_restored():
     before = torch.get_num_threads()
     with torch_threads(1):
