@@ -24,7 +24,7 @@ from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 from vaekit.model import VAE, reparameterize
 from vaekit.objectives import elbo, gaussian_kl, iwae, observation_log_prob
-from vaekit.cpu import flush_denormals, torch_threads
+from vaekit.cpu import _openmp_runtime, flush_denormals, torch_threads
 from vaekit.training import Trainer
 
 
@@ -140,7 +140,11 @@ def test_denormals_flush_to_zero_while_training_and_not_after():
 
 
 def test_denormals_flush_on_every_thread_of_a_parallel_op():
-    """The OpenMP threads that run part of each parallel op flush too, though they existed before."""
+    """The OpenMP threads that run part of each parallel op flush too, though they existed before,
+    and though scikit-learn's own OpenMP runtime is loaded beside torch's (the digits data loads it)."""
+    import sklearn.linear_model  # noqa: F401 - loads scikit-learn's copy of libgomp
+
+    _openmp_runtime.cache_clear()
     with torch_threads(2):
         smallest_normal = torch.full((1 << 20,), 2.0**-126)
         halves = smallest_normal / 2  # a parallel op: starts the OpenMP team before the flushing

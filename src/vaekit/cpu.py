@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -67,13 +68,18 @@ _OPENMP_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 @functools.lru_cache(maxsize=1)
 def _openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP library torch loaded (libgomp, or Intel's libiomp5, which also exports GOMP_parallel)."""
+    """The OpenMP library torch loaded (libgomp, or Intel's libiomp5, which also exports GOMP_parallel).
+
+    Other packages bring their own copies (scikit-learn's `scikit_learn.libs/libgomp-*.so`, loaded by
+    the digits data), each with its own threads: torch's own folder is searched first, then the
+    system's libraries, and the copies other wheels vendor in a `.libs` folder last."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]}
     except OSError:
         return None
-    for path in sorted(paths):
+    torch_folder = os.path.dirname(torch.__file__) + os.sep
+    for path in sorted(paths, key=lambda path: (not path.startswith(torch_folder), ".libs/" in path, path)):
         name = path.rsplit("/", 1)[-1]
         if name.startswith(("libgomp", "libiomp5")):
             try:
