@@ -44,7 +44,7 @@ from vaekit.distributed import SINGLE_PROCESS, ShardObjective, World, sharded_el
 from vaekit.errors import UserError
 from vaekit.evaluation import EVAL_BATCH, dataset_elbo
 from vaekit.model import VAE
-from vaekit.objectives import elbo, iwae, training_loss
+from vaekit.objectives import bound_figures, elbo, iwae, training_loss
 from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
@@ -514,12 +514,10 @@ class Trainer:
             "step": state.global_step,
             "beta": self.beta(),
             "learning_rate": self.learning_rate(),
-            "train_elbo": train[0],
-            "train_reconstruction": train[1],
-            "train_kl": train[2],
         }
-        if self.config.objective == "iwae":  # the sums hold the IWAE bound; the ELBO is of the same K samples
-            record.update(train_elbo=train[1] - train[2], train_iwae=train[0])
+        # An IWAE run's sums hold its bound; its ELBO is of the same K samples (`bound_figures`).
+        figures = bound_figures(torch.tensor(train, dtype=torch.float64), self.config.objective == "iwae")
+        record.update({f"train_{key}": value for key, value in figures.items()})
         if len(self.splits.validation):
             validation = self.split_elbo(self.splits.validation.x)
             record.update({f"val_{key}": value for key, value in validation.items()})
