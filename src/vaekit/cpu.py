@@ -32,12 +32,11 @@ def flush_denormals() -> Iterator[None]:
     every thread of the OpenMP team too (`on_every_openmp_thread`).
     """
     was_flushed = bool(torch.tensor(2.0**-126) / 2 == 0)  # half the smallest normal float32 is a denormal
-    set_everywhere = lambda on: on_every_openmp_thread(lambda: torch.set_flush_denormal(on))  # noqa: E731
-    set_everywhere(True)
+    on_every_openmp_thread(lambda: torch.set_flush_denormal(True))
     try:
         yield
     finally:
-        set_everywhere(was_flushed)
+        on_every_openmp_thread(lambda: torch.set_flush_denormal(was_flushed))
 
 
 def on_every_openmp_thread(function: Callable[[], object]) -> None:
