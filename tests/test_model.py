@@ -63,3 +63,28 @@ def test_sampling_is_reproducible_with_a_generator_and_in_model_units():
     b = model.sample(6, torch.Generator().manual_seed(9))
     assert a.shape == (6, 1, 4, 4) and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1  # pixel probabilities
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_the_output_can_start_at_the_data_mean(likelihood):
+    """Where the last hidden layer is silent, the decoder's distribution has the data's mean."""
+    model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), (1, 4, 5), likelihood)
+    mean = torch.rand(1, 4, 5) * 0.9 + 0.05
+    model.start_output_at(mean)
+    silent = model.decoder.out(torch.zeros(16)).unflatten(-1, (1, 4, 5))
+    torch.testing.assert_close(model.likelihood.mean(silent), mean)
+
+
+def test_a_pixel_never_lit_starts_at_a_finite_logit():
+    model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), (1, 2, 2), "bernoulli")
+    model.start_output_at(torch.tensor([[[0.0, 1.0], [0.5, 0.5]]]))
+    bias = model.decoder.out.bias
+    assert torch.isfinite(bias).all() and bias[0] < -6 and bias[1] > 6
+
+
+def test_a_conv_decoder_starts_each_channel_at_its_mean_output():
+    config = ModelConfig(latent_dim=3, hidden_sizes=(16,), architecture="conv", conv_channels=(4, 8))
+    model = VAE(config, (3, 8, 8), "gaussian")
+    mean = torch.arange(3.0).reshape(3, 1, 1).expand(3, 8, 8) + torch.rand(3, 8, 8) * 0.01
+    model.start_output_at(mean)
+    torch.testing.assert_close(model.decoder.convs[-1].bias, mean.mean((1, 2)))

@@ -20,7 +20,9 @@ import vaekit.training
 from vaekit.api import train
 from vaekit.checkpoint import STATE_KEY, load_training_state, read_safetensors
 from vaekit.config import RunConfig
+from vaekit.data import load_data
 from vaekit.errors import UserError
+from vaekit.model import VAE
 from vaekit.run import build_model, read_config
 from vaekit.training import Trainer, TrainingDiverged, TrainingInterrupted, stop_on_signals
 
@@ -182,7 +184,7 @@ def test_resume_without_a_checkpoint_keeps_the_best_weights(tmp_path: Path, refe
 def test_an_absurd_learning_rate_stops_training_with_the_last_good_checkpoint(tmp_path: Path, cli):
     out = tmp_path / "run"
     result = cli("train", "--data", "digits", "--out", out, "--hidden-sizes", "32", "--latent-dim", "4",
-                 "--learning-rate", "1e6", "--checkpoint-every-steps", "1", "--quiet")
+                 "--learning-rate", "1e6", "--batch-size", "128", "--checkpoint-every-steps", "1", "--quiet")
     assert result.code == 2
     message = result.err.strip()
     assert len(message.splitlines()) == 1
@@ -255,3 +257,16 @@ def test_a_checkpoint_with_unknown_progress_is_refused(tmp_path: Path, reference
     rewrite_progress(out / "checkpoint.safetensors", lambda state: state["progress"].update(surprise=1))
     with pytest.raises(UserError, match="training progress in an unknown format"):
         train(None, out, resume=True)
+
+
+@pytest.mark.parametrize("from_data", [True, False])
+def test_training_starts_the_decoder_output_at_the_training_mean(tmp_path: Path, from_data: bool):
+    config = tiny(output_bias_from_data=from_data)
+    splits = load_data(config.data)
+    torch.manual_seed(0)
+    model = VAE(config.model, splits.event_shape, "bernoulli")
+    initial = model.decoder.out.bias.detach().clone()
+    Trainer(model, splits, config.train, tmp_path, torch.device("cpu"))
+    mean = splits.codec.to_model(torch.from_numpy(splits.train.x)).double().mean(0).float()
+    expected = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).flatten() if from_data else initial
+    torch.testing.assert_close(model.decoder.out.bias.detach(), expected)

@@ -21,10 +21,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
+from vaekit.averaging import WeightAverage
 from vaekit.errors import UserError
 from vaekit.optim import Adam
 
 MODEL_PREFIX = "model."
+AVERAGE_PREFIX = "average."
 OPTIMIZER_PREFIX = "optimizer."
 GENERATOR_PREFIX = "generator."
 STATE_KEY = "vaekit_state"  # JSON of everything that is not a tensor, in the safetensors header
@@ -94,8 +96,8 @@ def _looks_pickled(blob: bytes) -> bool:
     return blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04"
 
 
-def check_and_load(module: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
-    """Load `tensors` into `module` after checking names, shapes and dtypes against it."""
+def check_and_load(module: nn.Module | WeightAverage, tensors: dict[str, torch.Tensor], origin: Path) -> None:
+    """Load `tensors` into `module` (or a weight average) after checking names, shapes and dtypes against it."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -125,14 +127,18 @@ def save_training_state(
     optimizer: Adam | torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
     state: dict[str, Any],
+    average: WeightAverage | None = None,
 ) -> None:
     """Everything that shapes the future of a run, in one atomically written safetensors file.
 
-    Tensors: the model's (`model.`), the optimizer's per-parameter state (`optimizer.INDEX.NAME`) and
-    each generator's state (`generator.NAME`); `state` and the optimizer's scalars go in the header as
-    JSON. The optimizer's settings (learning rate, betas) are not saved: they come from the config.
+    Tensors: the model's (`model.`), the weight average's (`average.`, when averaging is on), the
+    optimizer's per-parameter state (`optimizer.INDEX.NAME`) and each generator's state
+    (`generator.NAME`); `state` and the optimizer's scalars go in the header as JSON. The optimizer's
+    settings (learning rate, betas) are not saved: they come from the config.
     """
     tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update({AVERAGE_PREFIX + k: v for k, v in average.state_dict().items()})
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in optimizer.state_dict()["state"].items():
         for name, value in values.items():
@@ -147,10 +153,12 @@ def save_training_state(
 
 
 def load_training_state(
-    path: Path, model: nn.Module, optimizer: Adam | torch.optim.Optimizer
+    path: Path, model: nn.Module, optimizer: Adam | torch.optim.Optimizer, average: WeightAverage | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model and optimizer from `save_training_state`; returns the saved `state` and the
-    generator states by name, for the caller to restore (it knows which devices they belong to).
+    """Restore model, optimizer and weight average from `save_training_state`; returns the saved
+    `state` and the generator states by name, for the caller to restore (it knows which devices they
+    belong to). A checkpoint without averages (written with averaging off) starts the average at the
+    restored weights.
 
     Nothing in the file is trusted: names, shapes and dtypes are checked against `model` and
     `optimizer` before use, and anything amiss is a `UserError` naming the file.
@@ -163,6 +171,12 @@ def load_training_state(
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: holds no vaekit training state ({error!r}); it is not a vaekit checkpoint") from error
     check_and_load(model, {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}, path)
+    if average is not None:
+        averages = {k[len(AVERAGE_PREFIX):]: v for k, v in tensors.items() if k.startswith(AVERAGE_PREFIX)}
+        if averages:
+            check_and_load(average, averages, path)
+        else:
+            average.reset()
     _load_optimizer_state(optimizer, tensors, scalars, path)
     generators = {k[len(GENERATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     return state, generators

@@ -114,8 +114,19 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30  # enough for digits to look like digits; early stopping ends it sooner if it stalls
-    batch_size: int = 128  # the reference setting of pytorch/examples
-    learning_rate: float = 1e-3  # Adam's usual step, the reference setting
+    # Twice pytorch/examples' 128, with a step size to match: on a CPU the larger batch is faster per image,
+    # and the reference network reached a test loss of 245 nats in half the epochs (README, Performance).
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    # Adam's β₂: a shorter memory of squared gradients than its usual 0.999 keeps pace with the larger step.
+    adam_beta2: float = 0.99
+    # Polyak averaging: decay per step of a running average of the weights, which is the model that
+    # validation, model.safetensors and the test figures use; the steps themselves move the raw weights.
+    # It smooths the jitter of a large step (the last ~500 steps count); 0 turns it off.
+    weight_average: float = 0.998
+    # Start the decoder's output bias at the training data's mean (as logits for Bernoulli pixels) rather
+    # than at random: the first epoch is spent learning features, not the average image.
+    output_bias_from_data: bool = True
     # constant, or cosine: the step size falls from learning_rate to 0 along a half cosine over the
     # `epochs` budget (per step). A fixed budget ends better with it; early stopping may end it sooner, and
     # a run resumed with more epochs stretches what is left of the curve.
@@ -144,6 +155,11 @@ class TrainConfig:
         _check(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
             f"learning_rate = {self.learning_rate} must be a positive number such as 1e-3",
+        )
+        _check(0 <= self.adam_beta2 < 1, f"adam_beta2 = {self.adam_beta2} must be in [0, 1), such as 0.99 or 0.999")
+        _check(
+            0 <= self.weight_average < 1,
+            f"weight_average = {self.weight_average} must be in [0, 1): a decay per step such as 0.998, or 0 for off",
         )
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check(self.mc_samples >= 1, f"mc_samples = {self.mc_samples} must be at least 1")

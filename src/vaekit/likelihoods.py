@@ -14,6 +14,9 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 
+OUTPUT_PROBABILITY_FLOOR = 1e-3
+
+
 class BernoulliLikelihood(nn.Module):
     """Pixels in [0, 1]; the decoder emits logits (never probabilities: sigmoid + BCE loses precision)."""
 
@@ -37,6 +40,11 @@ class BernoulliLikelihood(nn.Module):
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
+    def output_for_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The decoder output whose distribution has this mean: logits, with probabilities kept within
+        [1e-3, 1 − 1e-3] so that a pixel never lit in the data does not start at an infinite logit."""
+        return torch.logit(mean.clamp(OUTPUT_PROBABILITY_FLOOR, 1 - OUTPUT_PROBABILITY_FLOOR))
+
 
 class GaussianLikelihood(nn.Module):
     """Real values; the decoder emits the mean, the variance is learned per dimension or shared."""
@@ -57,4 +65,7 @@ class GaussianLikelihood(nn.Module):
         return self(mean).log_prob(x)
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean
+
+    def output_for_mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean

@@ -53,6 +53,11 @@ class VAE(nn.Module):
         """E[x|z] (..., *event_shape): pixel probabilities or Gaussian means, in model units."""
         return self.likelihood.mean(self.decoder(z))
 
+    def start_output_at(self, data_mean: torch.Tensor) -> None:
+        """Set the decoder's output bias so that, before training, p(x|z) has the data's mean
+        `data_mean` (*event_shape, model units) wherever the decoder's hidden units are silent."""
+        self.decoder.set_output_bias(self.likelihood.output_for_mean(data_mean))
+
     @torch.no_grad()
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode `count` draws from the prior; returns E[x|z] (count, *event_shape) in model units."""

@@ -65,6 +65,11 @@ class MLPDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(z)).unflatten(-1, self.event_shape)
 
+    @torch.no_grad()
+    def set_output_bias(self, output: torch.Tensor) -> None:
+        """Make `output` (*event_shape) what the decoder emits when its last hidden layer is silent."""
+        self.out.bias.copy_(output.flatten())
+
 
 def _conv_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
     """Spatial sizes after each stride-2, kernel-3, padding-1 convolution: ceil(size / 2)."""
@@ -128,6 +133,12 @@ class ConvDecoder(nn.Module):
         leading = z.shape[:-1]
         out = self.convs(self.dense(z.reshape(-1, z.shape[-1])))
         return out.reshape(*leading, *self.event_shape)
+
+    @torch.no_grad()
+    def set_output_bias(self, output: torch.Tensor) -> None:
+        """`output` (*event_shape) averaged over each channel's pixels: a convolution's bias is per channel."""
+        last = self.convs[-1]
+        last.bias.copy_(output.reshape(last.out_channels, -1).mean(-1))
 
 
 NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {

@@ -67,6 +67,11 @@ def write_config(run_dir: Path, config: RunConfig, data: DataInfo, launch: dict[
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
 
 
+# Training settings added after runs were first saved, with the values those runs trained with: a run of
+# an older vaekit resumes as it began, not with today's defaults.
+SETTINGS_BEFORE_THEY_EXISTED = {"adam_beta2": 0.999, "weight_average": 0.0, "output_bias_from_data": False}
+
+
 def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
@@ -76,8 +81,11 @@ def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
         raise UserError(f"{run_dir}: not a vaekit run (no {CONFIG_FILE}); pass the --out folder of a `vaekit train`")
     try:
         raw = json.loads(path.read_text())
+        train = raw["config"].setdefault("train", {})
+        for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():
+            train.setdefault(key, value)
         return RunConfig.from_dict(raw["config"], str(path)), DataInfo.from_dict(raw["data"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path}: unreadable run config ({error}); the run directory is damaged") from error
 
 

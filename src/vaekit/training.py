@@ -32,6 +32,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from vaekit.averaging import WeightAverage
 from vaekit.checkpoint import (
     atomic_write_text, load_training_state, load_weights, remove_stale_temporaries, save_training_state,
     save_weights,
@@ -49,6 +50,7 @@ from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
+MEAN_EXAMPLES = 2_000  # of a streamed folder, for the decoder's starting output: enough for a mean image
 ORDER_SEED_STRIDE = 1_000_003  # a prime, so (seed, epoch) pairs give distinct permutation seeds
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
@@ -176,8 +178,11 @@ class Trainer:
                 f"{splits.raw.description}: {len(self.train_x)} training examples are fewer than one batch "
                 f"of {config.batch_size}; pass a smaller --batch-size or more data"
             )
+        if config.output_bias_from_data:
+            self.model.start_output_at(self._training_mean())
+        self.average = WeightAverage(self.model, config.weight_average)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = Adam(self.parameters, lr=config.learning_rate)
+        self.optimizer = Adam(self.parameters, lr=config.learning_rate, betas=(0.9, config.adam_beta2))
         self.noise = torch.Generator(device=device).manual_seed(config.seed)
         self.state = Progress()
         self.data_parallel = self._data_parallel() if world.size > 1 else None
@@ -199,13 +204,26 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_x) / self.config.batch_size)
 
+    def _training_mean(self) -> torch.Tensor:
+        """The mean training example in model units (*event_shape): over all of the data in memory,
+        over the first MEAN_EXAMPLES of a folder streamed from disk."""
+        if self.streamed:  # decoded a training batch at a time, within the memory that training takes
+            count, size = min(len(self.train_x), MEAN_EXAMPLES), self.config.batch_size
+            indices = (np.arange(start, min(start + size, count)) for start in range(0, count, size))
+            chunks = (stored.to(self.device) for stored in stored_batches(self.train_x, indices, self.workers))
+        else:
+            count = len(self.train_x)
+            chunks = (self.train_x[start : start + EVAL_BATCH] for start in range(0, count, EVAL_BATCH))
+        total = sum(self.codec.to_model(stored).sum(0, dtype=torch.float64) for stored in chunks)
+        return (total / count).to(torch.float32)
+
     # ----- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         if not self.world.is_main:
             return  # every rank holds the same state; one writes it
         extra = {"progress": asdict(self.state), "noise_device": self.device.type, "global_random": _global_random()}
         generators = {"noise": self.noise, "torch": torch.default_generator}
-        save_training_state(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer, generators, extra)
+        save_training_state(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer, generators, extra, self.average)
 
     def resume(self) -> None:
         """Continue from the run directory's checkpoint, repairing what a kill may have left half done.
@@ -245,7 +263,8 @@ class Trainer:
     def _repair_run_files(self) -> None:
         """What a kill may have left half done beside the checkpoint: best weights, results, metrics."""
         if self.state.best_weights_in_checkpoint:
-            save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+            with self.average.applied():
+                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
         if not self.state.finished:
             (self.run_dir / RESULTS_FILE).unlink(missing_ok=True)  # they would describe an older state
         metrics = self.run_dir / METRICS_FILE
@@ -254,7 +273,7 @@ class Trainer:
             atomic_write_text(metrics, "".join(lines))
 
     def _restore(self, checkpoint: Path) -> None:
-        saved, generator_states = load_training_state(checkpoint, self.model, self.optimizer)
+        saved, generator_states = load_training_state(checkpoint, self.model, self.optimizer, self.average)
         try:
             self.state = Progress.from_dict(saved["progress"], checkpoint)
             noise_device, global_random = saved["noise_device"], saved["global_random"]
@@ -327,6 +346,7 @@ class Trainer:
         loss.backward()
         self._check_finite(loss)
         self.optimizer.step()
+        self.average.update(self.state.global_step + 1)
         # Gradients are freed at once rather than before the next step: validation and checkpoints between
         # epochs then reuse their memory (5 MB of the reference network) instead of adding to the peak.
         self.optimizer.zero_grad(set_to_none=True)
@@ -356,6 +376,7 @@ class Trainer:
         loss.backward()
         self._check_finite_everywhere(loss)
         self.optimizer.step()
+        self.average.update(self.state.global_step + 1)
         return sums
 
     def _check_finite_everywhere(self, loss: torch.Tensor) -> None:
@@ -478,7 +499,8 @@ class Trainer:
     def end_epoch(self) -> dict[str, Any]:
         """Validate, record metrics, decide on early stopping, checkpoint, and keep the best weights."""
         state = self.state
-        record = self._epoch_record()
+        with self.average.applied():  # validation sees the model the run keeps
+            record = self._epoch_record()
         # The bound the run optimizes: the IWAE bound of an IWAE run, the ELBO otherwise.
         name = "iwae" if self.config.objective == "iwae" else "elbo"
         score = record[f"val_{name}"] if f"val_{name}" in record else record[f"train_{name}"]
@@ -502,7 +524,8 @@ class Trainer:
         state.finished = self._should_stop()
         self.save_checkpoint()
         if improved and self.world.is_main:  # after the checkpoint, which holds these weights should a kill come first
-            save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+            with self.average.applied():
+                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
         return record
 
     def _epoch_record(self) -> dict[str, Any]:

@@ -40,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
           f"{data.counts['train']} train / {data.counts['validation']} validation / {data.counts['test']} test")
     print(f"model      {model.architecture} hidden {list(model.hidden_sizes)} latent {model.latent_dim}, "
           f"{data.likelihood} likelihood")
-    print(f"training   {train.objective}, Adam lr {train.learning_rate:g}, batch {train.batch_size}, "
-          f"epochs {train.epochs}, seed {train.seed}, binarize {config.data.binarize}")
+    average = f"weights averaged (decay {train.weight_average:g})" if train.weight_average else "raw weights kept"
+    print(f"training   {train.objective}, Adam lr {train.learning_rate:g} beta2 {train.adam_beta2:g}, "
+          f"batch {train.batch_size}, epochs {train.epochs}, seed {train.seed}, binarize {config.data.binarize}, "
+          f"{average}")
     if metrics:
         last = metrics[-1]
         line = f"epoch {last['epoch']}: train -ELBO {-last['train_elbo']:.2f}"

@@ -54,8 +54,17 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--split-seed": ("data", "split_seed", {"type": int}),
     "--epochs": ("train", "epochs", {"type": int, "help": "default 30"}),
     "--batch-size": ("train", "batch_size", {"type": int,
-                                             "help": "default 128; under torchrun, the global batch of all processes"}),
-    "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 1e-3)"}),
+                                             "help": "default 256; under torchrun, the global batch of all processes"}),
+    "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 3e-3)"}),
+    "--adam-beta2": ("train", "adam_beta2", {"type": float, "help": "Adam's beta2 (default 0.99)"}),
+    "--weight-average": ("train", "weight_average", {
+        "type": float, "metavar": "DECAY",
+        "help": "per-step decay of the running average of the weights that validation, model.safetensors and the "
+                "test figures use (default 0.998; 0: off, the raw weights)"}),
+    "--output-bias-from-data": ("train", "output_bias_from_data", {
+        "action": argparse.BooleanOptionalAction,
+        "help": "start the decoder's output at the training data's mean (default; --no-output-bias-from-data: "
+                "PyTorch's random start)"}),
     "--lr-schedule": ("train", "lr_schedule", {
         "choices": LR_SCHEDULES, "help": "constant (default), or cosine: decay to 0 over the --epochs budget"}),
     "--mc-samples": ("train", "mc_samples", {"type": int, "help": "L, samples of z per input (default 1)"}),
