@@ -122,7 +122,8 @@ class TrainConfig:
     adam_beta2: float = 0.99
     # Polyak averaging: decay per step of a running average of the weights, which is the model that
     # validation, model.safetensors and the test figures use; the steps themselves move the raw weights.
-    # It smooths the jitter of a large step (the last ~500 steps count); 0 turns it off.
+    # It smooths the jitter of a large step: the average spans about the last ninth of the steps so far,
+    # up to ~500 steps at 0.998 (vaekit.averaging); 0 turns it off.
     weight_average: float = 0.998
     # Start the decoder's output bias at the training data's mean (as logits for Bernoulli pixels) rather
     # than at random: the first epoch is spent learning features, not the average image.

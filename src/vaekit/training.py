@@ -50,7 +50,7 @@ from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
-MEAN_EXAMPLES = 2_000  # of a streamed folder, for the decoder's starting output: enough for a mean image
+MEAN_EXAMPLES = 512  # of a streamed folder, for the decoder's starting output: quick, and little memory
 ORDER_SEED_STRIDE = 1_000_003  # a prime, so (seed, epoch) pairs give distinct permutation seeds
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
