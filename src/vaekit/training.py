@@ -214,8 +214,9 @@ class Trainer:
         else:
             count = len(self.train_x)
             chunks = (self.train_x[start : start + EVAL_BATCH] for start in range(0, count, EVAL_BATCH))
-        total = sum(self.codec.to_model(stored).sum(0, dtype=torch.float64) for stored in chunks)
-        return (total / count).to(torch.float32)
+        # Float64 sums on the CPU: MPS has no float64.
+        total = sum(self.codec.to_model(stored).sum(0).to("cpu", torch.float64) for stored in chunks)
+        return (total / count).to(self.device, torch.float32)
 
     # ----- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
