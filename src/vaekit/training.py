@@ -50,7 +50,7 @@ from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
-MEAN_EXAMPLES = 512  # of a streamed folder, for the decoder's starting output: quick, and little memory
+MEAN_EXAMPLES = 512  # for the decoder's starting output: enough for a mean image, quick to decode
 ORDER_SEED_STRIDE = 1_000_003  # a prime, so (seed, epoch) pairs give distinct permutation seeds
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
@@ -205,15 +205,16 @@ class Trainer:
         return math.ceil(len(self.train_x) / self.config.batch_size)
 
     def _training_mean(self) -> torch.Tensor:
-        """The mean training example in model units (*event_shape): over all of the data in memory,
-        over the first MEAN_EXAMPLES of a folder streamed from disk."""
-        if self.streamed:  # decoded a training batch at a time, within the memory that training takes
-            count, size = min(len(self.train_x), MEAN_EXAMPLES), self.config.batch_size
-            indices = (np.arange(start, min(start + size, count)) for start in range(0, count, size))
+        """The mean of the first MEAN_EXAMPLES training examples (a random sample: the split is shuffled) in
+        model units (*event_shape), a batch at a time; the same numbers whether the data is in memory or
+        streamed from disk (where decoding all of it would cost an epoch)."""
+        count, size = min(len(self.train_x), MEAN_EXAMPLES), self.config.batch_size
+        starts = range(0, count, size)
+        if self.streamed:
+            indices = (np.arange(start, min(start + size, count)) for start in starts)
             chunks = (stored.to(self.device) for stored in stored_batches(self.train_x, indices, self.workers))
         else:
-            count = len(self.train_x)
-            chunks = (self.train_x[start : start + EVAL_BATCH] for start in range(0, count, EVAL_BATCH))
+            chunks = (self.train_x[start : min(start + size, count)] for start in starts)
         # Float64 sums on the CPU: MPS has no float64.
         total = sum(self.codec.to_model(stored).sum(0).to("cpu", torch.float64) for stored in chunks)
         return (total / count).to(self.device, torch.float32)
