@@ -125,8 +125,8 @@ class TrainConfig:
     # It smooths the jitter of a large step: the average spans about the last ninth of the steps so far,
     # up to ~500 steps at 0.998 (vaekit.averaging); 0 turns it off.
     weight_average: float = 0.998
-    # Start the decoder's output bias at the training data's mean (as logits for Bernoulli pixels) rather
-    # than at random: the first epoch is spent learning features, not the average image.
+    # Start the decoder's output bias at the mean of 512 training examples (as logits for Bernoulli pixels)
+    # rather than at random: the first epoch is spent learning features, not the average image.
     output_bias_from_data: bool = True
     # constant, or cosine: the step size falls from learning_rate to 0 along a half cosine over the
     # `epochs` budget (per step). A fixed budget ends better with it; early stopping may end it sooner, and
