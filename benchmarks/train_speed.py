@@ -13,7 +13,8 @@ throughput (default)  the same number of Adam steps at batch 128 on the 60,000 t
                       Adam's moments, which vaekit flushes), so longer runs widen the gap; the
                       default, 10 epochs, is the length of pytorch/examples' own default run.
 quality               wall time until test −ELBO ≤ --target nats on grey-level Fashion-MNIST: vaekit
-                      with its defaults (validation every epoch, counted) against the plain loop with
+                      with its defaults (validation every epoch, counted; the test loss of the running
+                      average of the weights, the model a run keeps) against the plain loop with
                       pytorch/examples' settings. Measuring the test loss stops both clocks; both use
                       the same one-sample estimate, seeded alike.
 
