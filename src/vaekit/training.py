@@ -265,8 +265,7 @@ class Trainer:
     def _repair_run_files(self) -> None:
         """What a kill may have left half done beside the checkpoint: best weights, results, metrics."""
         if self.state.best_weights_in_checkpoint:
-            with self.average.applied():
-                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+            self._save_best_weights()
         if not self.state.finished:
             (self.run_dir / RESULTS_FILE).unlink(missing_ok=True)  # they would describe an older state
         metrics = self.run_dir / METRICS_FILE
@@ -526,9 +525,13 @@ class Trainer:
         state.finished = self._should_stop()
         self.save_checkpoint()
         if improved and self.world.is_main:  # after the checkpoint, which holds these weights should a kill come first
-            with self.average.applied():
-                save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+            self._save_best_weights()
         return record
+
+    def _save_best_weights(self) -> None:
+        """model.safetensors: the weights the run keeps, their running average (the raw weights when off)."""
+        with self.average.applied():
+            save_weights(self.model, self.run_dir / WEIGHTS_FILE)
 
     def _epoch_record(self) -> dict[str, Any]:
         """The metrics.jsonl line of the epoch just trained: training means and validation figures."""
