@@ -23,6 +23,8 @@ quality               wall time until test −ELBO ≤ --target nats on grey-lev
     python benchmarks/train_speed.py --threads 1            # on a machine busy with other work
     python benchmarks/train_speed.py --mode quality         # time to test −ELBO ≤ 245
     python benchmarks/train_speed.py --mode quality --set learning_rate=2e-3
+    python benchmarks/train_speed.py --device cuda --epochs 3                  # on a GPU, both loops
+    python benchmarks/train_speed.py --device cuda --epochs 3 --set precision=bf16
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux gives KiB
 
 
-def test_loss(encode: Callable, decode_logits: Callable, images, seed: int) -> float:
-    """Mean one-sample −ELBO (nats per example) of uint8 images (N, 1, H, W), the same for both workers."""
+def test_loss(encode: Callable, decode_logits: Callable, images, seed: int, device: str = "cpu") -> float:
+    """Mean one-sample −ELBO (nats per example) of uint8 images (N, 1, H, W), the same for both workers;
+    ε is drawn on the CPU, so both see the same draws on any device."""
     import torch
     import torch.nn.functional as F
 
@@ -60,9 +63,9 @@ def test_loss(encode: Callable, decode_logits: Callable, images, seed: int) -> f
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(images), TEST_BATCH):
-            x = images[start : start + TEST_BATCH].float().div(255).flatten(1)
+            x = images[start : start + TEST_BATCH].to(device).float().div(255).flatten(1)
             loc, log_variance = encode(x)
-            z = loc + torch.exp(0.5 * log_variance) * torch.randn(loc.shape, generator=generator)
+            z = loc + torch.exp(0.5 * log_variance) * torch.randn(loc.shape, generator=generator).to(device)
             reconstruction = F.binary_cross_entropy_with_logits(decode_logits(z), x, reduction="sum")
             kl = 0.5 * torch.sum(log_variance.exp() + loc.square() - log_variance - 1)
             total += (reconstruction + kl).item()
@@ -135,7 +138,8 @@ def plain_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     train_images = read_images_plainly(FASHION_MNIST / "train-images-idx3-ubyte.gz").float().div(255)
     train_loader = DataLoader(TensorDataset(train_images), batch_size=REFERENCE_BATCH, shuffle=True)
-    model = ExamplesVAE()
+    device = torch.device(args.device)
+    model = ExamplesVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     setup_seconds = time.perf_counter() - started
 
@@ -143,6 +147,7 @@ def plain_worker(args: argparse.Namespace) -> dict:
         model.train()
         train_loss = 0
         for (data,) in train_loader:
+            data = data.to(device)
             optimizer.zero_grad()
             recon_batch, mu, logvar = model(data)
             loss = loss_function(recon_batch, data, mu, logvar)
@@ -152,16 +157,20 @@ def plain_worker(args: argparse.Namespace) -> dict:
 
     if args.mode == "quality":
         test_images = read_images_plainly(FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
-        evaluate = lambda: test_loss(model.encode, model.decode_logits, test_images, args.seed)  # noqa: E731
+        evaluate = lambda: test_loss(model.encode, model.decode_logits, test_images, args.seed, args.device)  # noqa: E731
         return {"setup_seconds": setup_seconds, **quality_run(train_epoch, evaluate, args.target, args.max_epochs)}
     epochs = lambda: [train_epoch() for _ in range(args.epochs)]  # noqa: E731
-    return timed(epochs, args.epochs * len(train_loader), args.epochs * len(train_images), setup_seconds)
+    return timed(epochs, args.epochs * len(train_loader), args.epochs * len(train_images), setup_seconds, device)
 
 
-def timed(train: Callable[[], object], steps: int, images: int, setup_seconds: float) -> dict:
+def timed(train: Callable[[], object], steps: int, images: int, setup_seconds: float, device) -> dict:
     """Wall and CPU time of `train`, which takes `steps` Adam steps over `images` images in all."""
+    import torch
+
     started, cpu_started = time.perf_counter(), time.process_time()
     train()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     return {
         "images_per_second": images / seconds,
@@ -185,7 +194,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
     from vaekit.training import Trainer
 
     started = time.perf_counter()
-    train_settings: dict = {"seed": args.seed, "device": "cpu"}
+    train_settings: dict = {"seed": args.seed, "device": args.device}
     data_settings: dict = {"source": "fashion-mnist"}
     if args.mode == "throughput":
         # All 60,000 images, as the plain loop sees; a fixed number of epochs, no early stopping; Adam with
@@ -195,7 +204,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
         data_settings.update(validation_fraction=0.0)
     else:
         train_settings.update(epochs=args.max_epochs)  # vaekit's defaults otherwise
-        train_settings.update(parse_settings(args.set))
+    train_settings.update(parse_settings(args.set))
     config = RunConfig().with_overrides({"data": data_settings, "train": train_settings})
     splits = load_data(config.data)
     torch.manual_seed(config.train.seed)
@@ -206,7 +215,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
         setup_seconds = time.perf_counter() - started
         if args.mode == "throughput":  # `fit` trains all the epochs, as `vaekit train` does
             return timed(trainer.fit, args.epochs * trainer.steps_per_epoch, args.epochs * len(trainer.train_x),
-                         setup_seconds)
+                         setup_seconds, trainer.device)
         test_images = torch.from_numpy(splits.test.x)
 
         def train_and_validate():  # an epoch of `fit`
@@ -217,7 +226,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
         def evaluate() -> float:
             encode = lambda x: model.posterior_parameters(x.view(-1, *splits.event_shape))  # noqa: E731
             decode_logits = lambda z: model.decoder(z).flatten(1)  # noqa: E731
-            return test_loss(encode, decode_logits, test_images, args.seed)
+            return test_loss(encode, decode_logits, test_images, args.seed, args.device)
 
         def evaluate_kept() -> float:  # the model a run keeps and reports: the running average of the weights
             with trainer.average.applied():
@@ -247,7 +256,7 @@ WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker}
 def run_worker(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", name, "--mode", args.mode, "--threads", str(args.threads),
                "--epochs", str(args.epochs), "--seed", str(args.seed), "--target", str(args.target),
-               "--max-epochs", str(args.max_epochs), "--set", *args.set]
+               "--max-epochs", str(args.max_epochs), "--device", args.device, "--set", *args.set]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -316,8 +325,12 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=245.0, help="quality: test −ELBO to reach (nats)")
     parser.add_argument("--max-epochs", type=int, default=30, help="quality: give up after this many epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where both train (default cpu); on cuda the plain loop moves each batch there, as "
+                             "pytorch/examples does, and vaekit keeps the data on the GPU")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="quality: vaekit training settings other than its defaults, e.g. learning_rate=2e-3")
+                        help="vaekit training settings on top of the mode's, e.g. learning_rate=2e-3 (quality) or "
+                             "precision=bf16 (throughput on cuda); the plain loop stays as it is")
     parser.add_argument("--cli-memory", action="store_true",
                         help="throughput: also the peak RSS of a whole `vaekit train` run of 1 epoch with its defaults")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
@@ -328,11 +341,14 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         result = WORKERS[args.worker](args)
+        if args.device == "cuda":
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            result["gpu"] = torch.cuda.get_device_name()
         print(json.dumps({**result, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}))
         return
 
-    print(f"{args.mode}: {args.repeats} interleaved repeats, {args.threads} thread(s); load average {load_average()}",
-          file=sys.stderr)
+    where = f"{args.threads} thread(s)" if args.device == "cpu" else f"{args.device}, {args.threads} CPU thread(s)"
+    print(f"{args.mode}: {args.repeats} interleaved repeats, {where}; load average {load_average()}", file=sys.stderr)
     runs: dict[str, list[dict]] = {PLAIN: [], VAEKIT: []}
     for repeat in range(args.repeats):
         order = (PLAIN, VAEKIT) if repeat % 2 == 0 else (VAEKIT, PLAIN)  # neither always goes first
@@ -351,8 +367,9 @@ def main() -> None:
 
 def describe(result: dict, mode: str) -> str:
     if mode == "throughput":
+        gpu = f"  peak GPU memory {result['peak_gpu_mb']:5.0f} MB" if "peak_gpu_mb" in result else ""
         return (f"{result['images_per_second']:8,.0f} img/s  {result['seconds']:6.1f} s  "
-                f"cpu {result['cpu_seconds']:6.1f} s  peak RSS {result['peak_rss_mb']:5.0f} MB")
+                f"cpu {result['cpu_seconds']:6.1f} s  peak RSS {result['peak_rss_mb']:5.0f} MB{gpu}")
     reached = result["reached_seconds"]
     last = result["curve"][-1]
     where = f"reached at {reached:6.1f} s, epoch {result['reached_epoch']}" if reached else "not reached"
@@ -363,7 +380,7 @@ def report(summary: dict, args: argparse.Namespace) -> str:
     lines = []
     if args.mode == "throughput":
         lines.append(f"medians of {args.repeats} runs, {args.epochs} epochs at batch {REFERENCE_BATCH}, "
-                     f"{args.threads} thread(s):")
+                     f"{args.threads} thread(s){' on ' + args.device if args.device != 'cpu' else ''}:")
         for name in (PLAIN, VAEKIT):
             s = summary[name]
             lines.append(f"  {name:6s} {s['images_per_second']:8,.0f} img/s   "
@@ -375,7 +392,7 @@ def report(summary: dict, args: argparse.Namespace) -> str:
                          f"{summary['cli_peak_rss_mb']:.0f} MB")
     else:
         lines.append(f"medians of {args.repeats} runs, time to test −ELBO ≤ {args.target:g}, "
-                     f"{args.threads} thread(s):")
+                     f"{args.threads} thread(s){' on ' + args.device if args.device != 'cpu' else ''}:")
         for name in (PLAIN, VAEKIT):
             s = summary[name]
             seconds = f"{s['reached_seconds']:7.1f} s" if s["reached_seconds"] else "not reached"

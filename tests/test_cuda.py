@@ -1,0 +1,69 @@
+"""Training, resuming and evaluating on a CUDA GPU. Skipped where torch sees none (CI has none);
+run on a GPU machine with `python -m pytest tests/test_cuda.py`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_training import assert_same_run, tensors, tiny
+from vaekit.api import TrainedVAE, train
+from vaekit.device import resolve_device
+from vaekit.evaluation import log_likelihood
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_auto_picks_the_gpu():
+    assert resolve_device("auto").type == "cuda"
+
+
+def test_a_run_on_the_gpu_resumes_bit_for_bit(tmp_path: Path):
+    """The noise generator lives on the GPU; its state goes through the checkpoint like the CPU's."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(tiny(device="cuda", epochs=4), straight)
+    train(tiny(device="cuda"), resumed)
+    train(tiny(device="cuda", epochs=4), resumed, resume=True)
+    assert_same_run(resumed, straight)
+
+
+def test_gpu_and_cpu_compute_the_same_numbers_for_the_same_weights(tmp_path: Path):
+    train(tiny(device="cuda"), tmp_path / "run")
+    on_gpu, on_cpu = TrainedVAE(tmp_path / "run", device="cuda"), TrainedVAE(tmp_path / "run", device="cpu")
+    x, _ = on_cpu.load_inputs()
+    z = torch.randn(7, len(x), on_cpu.model.latent_dim, generator=torch.Generator().manual_seed(0))
+    figures = {}
+    with torch.no_grad():
+        for trained in (on_gpu, on_cpu):
+            inputs = trained._to_model(x)
+            loc, log_variance = trained.model.posterior_parameters(inputs)
+            figures[trained.device.type] = [loc, log_variance, log_likelihood(trained.model, z.to(trained.device), inputs)]
+    for gpu_value, cpu_value in zip(figures["cuda"], figures["cpu"]):
+        torch.testing.assert_close(gpu_value.cpu(), cpu_value, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_trains_to_about_the_float32_bound(tmp_path: Path):
+    train(tiny(device="cuda", epochs=6, warmup_epochs=0), tmp_path / "fp32")
+    train(tiny(device="cuda", epochs=6, warmup_epochs=0, precision="bf16"), tmp_path / "bf16")
+    bounds = [json.loads((tmp_path / name / "results.json").read_text())["test_elbo"] for name in ("fp32", "bf16")]
+    assert all(math.isfinite(b) for b in bounds)
+    assert abs(bounds[0] - bounds[1]) < 0.05 * abs(bounds[0]), bounds
+    assert tensors(tmp_path / "fp32" / "model.safetensors") != tensors(tmp_path / "bf16" / "model.safetensors")
+
+
+def test_the_cli_trains_evaluates_and_samples_on_the_gpu(tmp_path: Path, cli):
+    run = tmp_path / "run"
+    trained = cli("train", "--data", "digits", "--device", "cuda", "--epochs", "3", "--out", run, "--quiet")
+    assert trained.code == 0, trained.err
+    assert json.loads((run / "config.json").read_text())["config"]["train"]["device"] == "cuda"
+    on_gpu = cli("evaluate", run, "--device", "cuda", "--importance-samples", "500", "--json")
+    on_cpu = cli("evaluate", run, "--device", "cpu", "--importance-samples", "500", "--json")
+    assert on_gpu.code == on_cpu.code == 0, on_gpu.err + on_cpu.err
+    nll = [json.loads(result.out)["nll"] for result in (on_gpu, on_cpu)]
+    assert abs(nll[0] - nll[1]) < 0.5, nll  # other draws of ε, the same estimate
+    sampled = cli("sample", run, "--device", "cuda", "--out", tmp_path / "samples.png")
+    assert sampled.code == 0 and (tmp_path / "samples.png").stat().st_size > 0, sampled.err
