@@ -22,8 +22,8 @@ from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
 from vaekit.data.codec import IdentityCodec
 from vaekit.evaluation import (
-    ELEMENTS_PER_CHUNK, active_units, evaluate, importance_terms, log_likelihood, running_logsumexp,
-    samples_per_chunk,
+    ELEMENTS_PER_CHUNK, GPU_ELEMENTS_PER_CHUNK, active_units, chunk_budget, evaluate, importance_terms, log_likelihood,
+    running_logsumexp, samples_per_chunk,
 )
 from vaekit.model import VAE
 from vaekit.objectives import gaussian_kl, iwae
@@ -174,6 +174,8 @@ def test_running_logsumexp_equals_one_logsumexp():
 def test_chunks_bound_memory_for_any_k():
     assert samples_per_chunk(1000, 784) * 1000 * 784 <= ELEMENTS_PER_CHUNK
     assert samples_per_chunk(1000, 3 * 64 * 64) == 1  # never zero, however large the data
+    assert chunk_budget(torch.device("cpu")) == ELEMENTS_PER_CHUNK
+    assert chunk_budget(torch.device("cuda")) == GPU_ELEMENTS_PER_CHUNK > ELEMENTS_PER_CHUNK
     torch.manual_seed(0)
     model = VAE(ModelConfig(latent_dim=2, hidden_sizes=(8,)), (1, 4, 4), "bernoulli")
     x = torch.bernoulli(torch.rand(30, 1, 4, 4))
