@@ -394,7 +394,8 @@ class Trainer:
 
         A gradient's sum is NaN or infinite when any of its entries is (or when they are absurdly
         large, which is divergence too); the loss and the sums are checked together, in the one host
-        sync per step. On CPU they cost ~1.5-2% of a step (digits, Fashion-MNIST); ∞-norms cost 15-25%.
+        sync per step. On CPU they cost about 5% of a reference-network step on Fashion-MNIST at batch 128
+        and 2 threads (185-250 µs of 3.9-4.1 ms: the large gradients have left the cache); ∞-norms cost 15-25%.
         """
         with_grads = [p for p in self.parameters if p.grad is not None]
         sums = [p.grad.sum() for p in with_grads]
