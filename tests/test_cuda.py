@@ -3,17 +3,22 @@ run on a GPU machine with `python -m pytest tests/test_cuda.py`."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+import vaekit.api
 from test_training import assert_same_run, tensors, tiny
 from vaekit.api import TrainedVAE, train
 from vaekit.device import resolve_device
 from vaekit.evaluation import log_likelihood
+from vaekit.run import build_model
+from vaekit.training import Trainer, TrainingDiverged
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -67,3 +72,45 @@ def test_the_cli_trains_evaluates_and_samples_on_the_gpu(tmp_path: Path, cli):
     assert abs(nll[0] - nll[1]) < 0.5, nll  # other draws of ε, the same estimate
     sampled = cli("sample", run, "--device", "cuda", "--out", tmp_path / "samples.png")
     assert sampled.code == 0 and (tmp_path / "samples.png").stat().st_size > 0, sampled.err
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_graphed_steps_take_the_eager_steps(tmp_path: Path, schedule: str, caplog):
+    """A CUDA graph replays the eager step's kernels on the same draws: the same weights, bit for bit
+    (β rises over the first epoch, and the cosine schedule changes the step size at every step)."""
+    for graphs in (True, False):
+        train(tiny(device="cuda", cuda_graphs=graphs, lr_schedule=schedule), tmp_path / str(graphs))
+    assert "CUDA graph capture failed" not in caplog.text
+    graphed, eager = (load_file(tmp_path / str(graphs) / "model.safetensors") for graphs in (True, False))
+    differences = {name: (graphed[name] - eager[name]).abs().max().item() for name in eager}
+    assert all(torch.equal(graphed[name], eager[name]) for name in eager), differences
+
+
+def test_a_non_finite_gradient_inside_a_graph_stops_before_the_update(tmp_path: Path, monkeypatch):
+    poison, built = torch.ones((), device="cuda"), []
+
+    def poisoned(config, info):  # the hook's product is captured; the graph reads `poison` at every replay
+        model = build_model(config, info)
+        model.decoder.out.bias.register_hook(lambda grad: grad * poison)
+        built.append(model)
+        return model
+
+    steps, beta = itertools.count(1), Trainer.beta
+
+    def beta_poisoning_step_3(self):  # called once per step, before the step
+        if next(steps) == 3:
+            poison.fill_(float("nan"))
+        return beta(self)
+
+    monkeypatch.setattr(vaekit.api, "build_model", poisoned)
+    monkeypatch.setattr(Trainer, "beta", beta_poisoning_step_3)
+    with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
+        train(tiny(device="cuda", checkpoint_every_steps=None), tmp_path / "run")
+    assert all(torch.isfinite(value).all() for value in built[0].state_dict().values()), "the NaN step was taken"
+
+
+def test_an_absurd_learning_rate_on_the_gpu_stops_at_the_same_step(tmp_path: Path, cli):
+    result = cli("train", "--data", "digits", "--out", tmp_path / "run", "--hidden-sizes", "32", "--latent-dim", "4",
+                 "--learning-rate", "1e6", "--batch-size", "128", "--device", "cuda", "--quiet")
+    assert result.code == 2
+    assert "the loss became NaN or infinite at epoch 1, step 2 of 11" in result.err

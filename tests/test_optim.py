@@ -89,3 +89,50 @@ def test_training_never_imports_torch_dynamo(tmp_path):
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["False", "False"]
+
+
+def _one_step(optimizer: Adam, model: torch.nn.Module, **step_arguments) -> None:
+    model(torch.ones(4, 7)).square().mean().backward()
+    optimizer.step(**step_arguments)
+    optimizer.zero_grad()
+
+
+def test_a_tensor_learning_rate_steps_as_the_float_does():
+    """What a step captured in a CUDA graph passes: the rate as a tensor read when the step runs (float64
+    here, as the CPU's kernel computes with a double; a GPU's computes with a float)."""
+    ours, reference = _model(), _model()
+    adam, reference_adam = Adam(ours.parameters(), lr=3e-3, fused=True), Adam(reference.parameters(), lr=3e-3, fused=True)
+    for _ in range(3):
+        _one_step(adam, ours, lr=torch.tensor(3e-3, dtype=torch.float64))
+        _one_step(reference_adam, reference)
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), reference.parameters()))
+
+
+def test_found_inf_skips_the_update_and_its_step_count():
+    model = _model()
+    adam = Adam(model.parameters(), lr=1e-2, fused=True)
+    _one_step(adam, model, found_inf=torch.zeros(()))
+    before = [p.detach().clone() for p in model.parameters()]
+    moments = [state["exp_avg"].clone() for state in adam.state.values()]
+    _one_step(adam, model, found_inf=torch.ones(()))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+    assert all(torch.equal(state["exp_avg"], m) for state, m in zip(adam.state.values(), moments))
+    assert all(state["step"].item() == 1 for state in adam.state.values())
+    _one_step(adam, model, found_inf=torch.zeros(()))
+    assert all(state["step"].item() == 2 for state in adam.state.values())
+    assert not torch.equal(next(model.parameters()), before[0])
+
+
+def test_tensor_arguments_need_the_fused_kernel():
+    model = _model()
+    adam = Adam(model.parameters(), lr=1e-2, fused=False)
+    with pytest.raises(ValueError, match="fused"):
+        _one_step(adam, model, lr=torch.tensor(1e-2))
+
+
+def test_init_state_makes_the_state_of_a_fresh_optimizer():
+    model = _model()
+    adam = Adam(model.parameters(), lr=1e-2, fused=True)
+    adam.init_state()
+    assert len(adam.state) == len(list(model.parameters()))
+    assert all(state["step"].item() == 0 and not state["exp_avg_sq"].any() for state in adam.state.values())

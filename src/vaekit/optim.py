@@ -61,14 +61,25 @@ class Adam:
             }
         return self.state[index]
 
+    def init_state(self) -> None:
+        """Create every parameter's state now (zero moments, step 0) rather than at its first step."""
+        for i, p in enumerate(self.params):
+            self._state(i, p)
+
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, lr: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> None:
+        """One update of the parameters with gradients. For a step captured in a CUDA graph (fused only):
+        `lr`, a tensor on the device read when the step runs, in place of the group's; `found_inf`, a
+        float tensor that skips the update, step count included, where it is 1."""
         group = self.param_groups[0]
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        (beta1, beta2), eps = group["betas"], group["eps"]
+        lr = group["lr"] if lr is None else lr
         live = [(i, p) for i, p in enumerate(self.params) if p.grad is not None]
         if not live:
             return
         states = [self._state(i, p) for i, p in live]
+        if (found_inf is not None or isinstance(lr, torch.Tensor)) and not self.fused:
+            raise ValueError("a tensor learning rate or found_inf needs the fused kernel")
         if self.fused:
             by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
             for k, (_, p) in enumerate(live):
@@ -80,8 +91,10 @@ class Adam:
                     [live[k][1] for k in members], [live[k][1].grad for k in members],
                     [states[k]["exp_avg"] for k in members], [states[k]["exp_avg_sq"] for k in members],
                     [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps,
-                    maximize=False, grad_scale=None, found_inf=None,
+                    maximize=False, grad_scale=None, found_inf=found_inf,
                 )
+                if found_inf is not None:  # a skipped update does not count as a step (as torch.optim)
+                    torch._foreach_sub_(steps, [found_inf] * len(steps))
             return
         for (_, p), state in zip(live, states):
             state["step"] += 1

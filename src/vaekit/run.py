@@ -69,7 +69,9 @@ def write_config(run_dir: Path, config: RunConfig, data: DataInfo, launch: dict[
 
 # Training settings added after runs were first saved, with the values those runs trained with: a run of
 # an older vaekit resumes as it began, not with today's defaults.
-SETTINGS_BEFORE_THEY_EXISTED = {"adam_beta2": 0.999, "weight_average": 0.0, "output_bias_from_data": False}
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "adam_beta2": 0.999, "weight_average": 0.0, "output_bias_from_data": False, "cuda_graphs": False,
+}
 
 
 def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:

@@ -39,6 +39,7 @@ from vaekit.checkpoint import (
 )
 from vaekit.config import TrainConfig
 from vaekit.cpu import flush_denormals, keep_freed_memory, torch_threads
+from vaekit.cuda_graph import GraphedStep, graphs_available
 from vaekit.data.source import Splits
 from vaekit.data.streaming import is_streamed, stored_batches
 from vaekit.distributed import SINGLE_PROCESS, ShardObjective, World, sharded_elbo
@@ -189,6 +190,12 @@ class Trainer:
         self.bf16 = config.precision == "bf16" and device.type == "cuda"
         if config.precision == "bf16" and not self.bf16:
             logger.warning("precision = 'bf16' applies to CUDA GPUs; training on %s stays float32", device.type)
+        # Full batches replay one captured CUDA graph (vaekit.cuda_graph), captured at the first of them.
+        self.use_graphs = config.cuda_graphs and device.type == "cuda" and world.size == 1
+        if self.use_graphs and not graphs_available():
+            logger.info("this torch cannot capture a step that draws from its own generator; no CUDA graphs")
+            self.use_graphs = False
+        self.graphed: GraphedStep | None = None
 
     def _data_parallel(self) -> DistributedDataParallel:
         """The loss of this rank's shard, wrapped so that backward all-reduces the gradients."""
@@ -336,28 +343,64 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor) -> torch.Tensor:
         """One Adam step on a batch (B, *event_shape) in model units; returns the detached terms' sums."""
-        if self.binarize_dynamically:
-            x = torch.bernoulli(x, generator=self.noise)
-        with self._precision():
-            if self.config.objective == "iwae":
-                terms = iwae(self.model, x, self.config.iwae_samples, self.noise)
-            else:
-                terms = elbo(self.model, x, self.config.mc_samples, self.noise)
-        loss = training_loss(terms, self.beta(), self.config.free_bits, self.config.objective)
-        loss.backward()
+        if self.use_graphs and len(x) == self.config.batch_size:
+            return self._graphed_step(x)
+        loss, terms = self._forward_backward(x, self.beta())
         self._check_finite(loss)
         self.optimizer.step()
         self.average.update(self.state.global_step + 1)
         # Gradients are freed at once rather than before the next step: validation and checkpoints between
         # epochs then reuse their memory (5 MB of the reference network) instead of adding to the peak.
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():  # the sums are for the record only: no autograd nodes for them
-            return torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()])
+        return _record(terms)
 
-    def _precision(self) -> AbstractContextManager:
+    def _forward_backward(
+        self, x: torch.Tensor, beta: float | torch.Tensor, autocast_cache: bool = True
+    ) -> tuple[torch.Tensor, Any]:
+        """The loss of a batch and its terms, with the gradients computed."""
+        if self.binarize_dynamically:
+            x = torch.bernoulli(x, generator=self.noise)
+        with self._precision(autocast_cache):
+            if self.config.objective == "iwae":
+                terms = iwae(self.model, x, self.config.iwae_samples, self.noise)
+            else:
+                terms = elbo(self.model, x, self.config.mc_samples, self.noise)
+        loss = training_loss(terms, beta, self.config.free_bits, self.config.objective)
+        loss.backward()
+        return loss, terms
+
+    def _graphed_step(self, x: torch.Tensor) -> torch.Tensor:
+        """`train_step` by replaying the captured step: the same numbers, one launch instead of ~100."""
+        if self.graphed is None:
+            self.optimizer.init_state()  # inside the graph, Adam's state must already exist
+            state = [*self.parameters, *(t for s in self.optimizer.state.values() for t in s.values())]
+            try:
+                self.graphed = GraphedStep(self._graph_body, x, self.noise, state,
+                                           lambda: self.optimizer.zero_grad(set_to_none=True))
+            except RuntimeError as error:  # the state is as it was: the eager step always works
+                logger.warning("CUDA graph capture failed (%s); training goes on without CUDA graphs "
+                               "(--no-cuda-graphs avoids the attempt)", error)
+                self.use_graphs = False
+                return self.train_step(x)
+        found_inf, checks, sums = self.graphed.replay(x, self.beta(), self.optimizer.param_groups[0]["lr"])
+        if found_inf.item():  # the graph skipped Adam's update: nothing reached the weights
+            self._diverged(self._non_finite(checks[0], self._graph_gradients, checks[1:]))
+        self.average.update(self.state.global_step + 1)
+        return sums
+
+    def _graph_body(self, x: torch.Tensor, beta: torch.Tensor, learning_rate: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The step as the graph holds it: `_check_finite` becomes a flag that makes Adam skip the update."""
+        loss, terms = self._forward_backward(x, beta, autocast_cache=False)  # a graph cannot keep autocast's cache
+        self._graph_gradients = [p for p in self.parameters if p.grad is not None]
+        checks = torch.stack([loss.detach(), *(p.grad.sum() for p in self._graph_gradients)])
+        found_inf = (~torch.isfinite(checks).all()).to(torch.float32)
+        self.optimizer.step(lr=learning_rate, found_inf=found_inf)
+        return found_inf, checks, _record(terms)
+
+    def _precision(self, cache: bool = True) -> AbstractContextManager:
         """bf16 autocast where asked on a GPU: it reaches the networks' products only, as the bounds cast
         their outputs back to float32."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache) if self.bf16 else nullcontext()
 
     def shard_step(self, x: torch.Tensor, global_batch: int) -> torch.Tensor:
         """`train_step` for this rank's shard x (b, *event_shape) of a global batch of `global_batch`
@@ -401,11 +444,15 @@ class Trainer:
         sums = [p.grad.sum() for p in with_grads]
         if bool(torch.isfinite(torch.stack([loss.detach(), *sums])).all()):
             return
+        self._diverged(self._non_finite(loss, with_grads, sums))
+
+    def _non_finite(self, loss: torch.Tensor, with_grads: list[torch.Tensor], sums: Any) -> str:
+        """What became NaN or infinite: the loss, or the first parameter whose gradient sum did."""
         if not torch.isfinite(loss):
-            self._diverged("the loss")
+            return "the loss"
         names = {id(p): name for name, p in self.model.named_parameters()}
         culprit = next(p for p, total in zip(with_grads, sums) if not torch.isfinite(total))
-        self._diverged(f"the gradient of {names[id(culprit)]}")
+        return f"the gradient of {names[id(culprit)]}"
 
     def _diverged(self, what: str) -> None:
         rate = self.config.learning_rate
@@ -602,6 +649,12 @@ class Trainer:
                 if signal_number is not None and not self.state.finished:
                     self._interrupted(signal_number)
         return records
+
+
+def _record(terms: Any) -> torch.Tensor:
+    """The sums of a batch's bound, reconstruction term and KL, for the epoch's record (no autograd)."""
+    with torch.no_grad():
+        return torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()])
 
 
 def _global_random() -> dict[str, Any]:

@@ -78,6 +78,10 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--device": ("train", "device", {"choices": DEVICES}),
     "--precision": ("train", "precision", {"choices": PRECISIONS,
                                            "help": "bf16: autocast the networks on a CUDA GPU (default fp32)"}),
+    "--cuda-graphs": ("train", "cuda_graphs", {
+        "action": argparse.BooleanOptionalAction,
+        "help": "on a CUDA GPU, replay each full batch's step as one captured CUDA graph (default; "
+                "--no-cuda-graphs: launch every kernel from Python)"}),
     "--threads": ("train", "threads", {
         "type": int, "metavar": "N", "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
