@@ -114,3 +114,11 @@ def test_an_absurd_learning_rate_on_the_gpu_stops_at_the_same_step(tmp_path: Pat
                  "--learning-rate", "1e6", "--batch-size", "128", "--device", "cuda", "--quiet")
     assert result.code == 2
     assert "the loss became NaN or infinite at epoch 1, step 2 of 11" in result.err
+
+
+def test_a_run_resumed_with_cuda_graphs_switched_goes_on_exactly(tmp_path: Path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(tiny(device="cuda", epochs=4), straight)
+    train(tiny(device="cuda", cuda_graphs=False), resumed)
+    train(tiny(device="cuda", epochs=4), resumed, resume=True)
+    assert_same_run(resumed, straight)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import vaekit.training
-from test_training import tiny
+from test_training import assert_same_run, tiny
+from vaekit.api import train
 from vaekit.api import resolve_likelihood
 from vaekit.data import load_data
 from vaekit.model import VAE
@@ -102,3 +103,12 @@ def test_an_absurd_learning_rate_stops_the_graph_step_where_it_stops_the_eager_o
             trainer(tmp_path, graphs, monkeypatch, learning_rate=1e6, batch_size=128).fit()
         stops.append(str(stopped.value).split(";")[0])
     assert stops[0] == stops[1]
+
+
+def test_a_resume_may_switch_cuda_graphs(tmp_path: Path):
+    """How a step is launched is not part of the run: switching it on resume is allowed (on a CPU it
+    changes nothing; tests/test_cuda.py checks the GPU)."""
+    train(tiny(epochs=4), tmp_path / "straight")
+    train(tiny(), tmp_path / "run")
+    train(tiny(epochs=4, cuda_graphs=False), tmp_path / "run", resume=True)
+    assert_same_run(tmp_path / "run", tmp_path / "straight")

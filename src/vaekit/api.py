@@ -39,7 +39,8 @@ PICTURE_RECONSTRUCTIONS = 32
 PICTURE_TABLE_ROWS = 1000  # enough rows for a histogram per column to be smooth
 WIDEST_PICTURED_ARRAY = 64  # flat arrays wider than this are not tables a person reads (e.g. flattened images)
 # Settings a resumed run may change; any other would make it a different run, not a continuation.
-RESUMABLE_SETTINGS = ("epochs", "patience", "learning_rate", "device", "checkpoint_every_steps",
+# cuda_graphs changes how a step is launched, not its numbers (equal bit for bit on a GPU: tests/test_cuda.py).
+RESUMABLE_SETTINGS = ("epochs", "patience", "learning_rate", "device", "cuda_graphs", "checkpoint_every_steps",
                       "checkpoint_every_minutes")
 
 
