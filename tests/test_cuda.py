@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import vaekit.api
+from test_graph_step import OTHER_MODELS
 from test_training import assert_same_run, tensors, tiny
 from vaekit.api import TrainedVAE, train
 from vaekit.device import resolve_device
@@ -84,6 +85,14 @@ def test_graphed_steps_take_the_eager_steps(tmp_path: Path, schedule: str, caplo
     graphed, eager = (load_file(tmp_path / str(graphs) / "model.safetensors") for graphs in (True, False))
     differences = {name: (graphed[name] - eager[name]).abs().max().item() for name in eager}
     assert all(torch.equal(graphed[name], eager[name]) for name in eager), differences
+
+
+@pytest.mark.parametrize("overrides", OTHER_MODELS, ids=lambda o: next(iter(next(iter(o.values())).items()))[0])
+def test_graphed_steps_take_the_eager_steps_of_other_models(tmp_path: Path, overrides: dict, caplog):
+    for graphs in (True, False):
+        train(tiny(device="cuda", cuda_graphs=graphs, epochs=1).with_overrides(overrides), tmp_path / str(graphs))
+    assert "CUDA graph capture failed" not in caplog.text
+    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(tmp_path / "False" / "checkpoint.safetensors")
 
 
 def test_a_non_finite_gradient_inside_a_graph_stops_before_the_update(tmp_path: Path, monkeypatch):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vaekit.training
-from test_training import assert_same_run, tiny
+from test_training import assert_same_run, tensors, tiny
 from vaekit.api import train
 from vaekit.api import resolve_likelihood
 from vaekit.data import load_data
@@ -53,8 +53,17 @@ class ReplayedStep:
         return outputs
 
 
-def trainer(tmp_path: Path, graphs: bool, monkeypatch, **settings) -> Trainer:
-    config = tiny(**settings)
+OTHER_MODELS = [  # what else a graphed step must take as the eager one does
+    {"train": {"objective": "iwae"}},
+    {"train": {"mc_samples": 2}},
+    {"model": {"architecture": "conv", "conv_channels": (8, 16)}},
+    {"model": {"activation": "gated"}},
+    {"model": {"likelihood": "gaussian"}},
+]
+
+
+def trainer(tmp_path: Path, graphs: bool, monkeypatch, overrides: dict | None = None, **settings) -> Trainer:
+    config = tiny(**settings).with_overrides(overrides or {})
     splits = load_data(config.data)
     torch.manual_seed(0)
     model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
@@ -76,6 +85,14 @@ def test_the_graph_step_takes_the_eager_steps_bit_for_bit(tmp_path: Path, monkey
     assert all(torch.equal(a, b) for a, b in zip(runs[True].parameters, runs[False].parameters))
     assert all(torch.equal(a, b) for a, b in zip(runs[True].average.average, runs[False].average.average))
     assert [r["train_elbo"] for r in records[True]] == [r["train_elbo"] for r in records[False]]
+
+
+@pytest.mark.parametrize("overrides", OTHER_MODELS, ids=lambda o: next(iter(next(iter(o.values())).items()))[0])
+def test_the_graph_step_takes_the_eager_steps_of_other_models(tmp_path: Path, monkeypatch, overrides: dict):
+    runs = {graphs: trainer(tmp_path, graphs, monkeypatch, overrides, epochs=1) for graphs in (True, False)}
+    for run in runs.values():
+        run.fit()
+    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(tmp_path / "False" / "checkpoint.safetensors")
 
 
 def test_a_non_finite_gradient_stops_the_graph_step_before_the_update(tmp_path: Path, monkeypatch):
