@@ -131,3 +131,28 @@ def test_a_run_resumed_with_cuda_graphs_switched_goes_on_exactly(tmp_path: Path)
     train(tiny(device="cuda", cuda_graphs=False), resumed)
     train(tiny(device="cuda", epochs=4), resumed, resume=True)
     assert_same_run(resumed, straight)
+
+
+def test_conv_networks_train_without_graphs(tmp_path: Path, caplog):
+    caplog.set_level("INFO", logger="vaekit.training")
+    train(tiny(device="cuda", epochs=1).with_overrides({"model": {"architecture": "conv", "conv_channels": (8,)}}),
+          tmp_path / "conv")
+    assert "convolutional networks train without CUDA graphs" in caplog.text
+
+
+def test_a_failed_capture_leaves_a_run_that_trains_eagerly_to_the_same_weights(tmp_path: Path, monkeypatch, caplog):
+    """A forward hook that asks the host for a value cannot be captured; the run goes on without graphs.
+    (Last in this file: a failed capture may leave torch's default CUDA generator unusable.)"""
+    built = []
+
+    def syncing(config, info):
+        model = build_model(config, info)
+        model.decoder.register_forward_hook(lambda module, inputs, output: output.sum().item() and None)
+        built.append(model)
+        return model
+
+    train(tiny(device="cuda", cuda_graphs=False, epochs=2), tmp_path / "eager")
+    monkeypatch.setattr(vaekit.api, "build_model", syncing)
+    train(tiny(device="cuda", epochs=2), tmp_path / "fallback")
+    assert "CUDA graph capture failed" in caplog.text
+    assert tensors(tmp_path / "fallback" / "checkpoint.safetensors") == tensors(tmp_path / "eager" / "checkpoint.safetensors")

@@ -56,7 +56,7 @@ class ReplayedStep:
 OTHER_MODELS = [  # what else a graphed step must take as the eager one does
     {"train": {"objective": "iwae"}},
     {"train": {"mc_samples": 2}},
-    {"model": {"architecture": "conv", "conv_channels": (8, 16)}},
+    {"model": {"architecture": "conv", "conv_channels": (8, 16)}},  # launched eagerly on a GPU, for now
     {"model": {"activation": "gated"}},
     {"model": {"likelihood": "gaussian"}},
 ]

@@ -46,6 +46,20 @@ def test_bernoulli_log_prob_is_the_distributions_bit_for_bit(shape, binary):
     assert torch.equal(observation_log_prob(model, z, x), model.observation_model(z).log_prob(x))
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 2, 5), (6,)])
+@pytest.mark.parametrize("variance", ["per-dimension", "shared"])
+def test_gaussian_log_prob_is_the_distributions_bit_for_bit(shape, variance):
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,), gaussian_variance=variance), shape, "gaussian")
+    with torch.no_grad():
+        model.likelihood.log_scale.normal_()
+    x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(2))  # (L, B, D)
+    mean = model.decoder(z)
+    assert torch.equal(model.likelihood.log_prob(mean, x), model.likelihood(mean).log_prob(x))
+    assert torch.equal(observation_log_prob(model, z, x), model.observation_model(z).log_prob(x))
+
+
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_the_direct_log_prob_has_the_distributions_gradients(likelihood):
     shape = (1, 4, 4) if likelihood == "bernoulli" else (5,)
