@@ -87,7 +87,10 @@ def test_graphed_steps_take_the_eager_steps(tmp_path: Path, schedule: str, caplo
     assert all(torch.equal(graphed[name], eager[name]) for name in eager), differences
 
 
-@pytest.mark.parametrize("overrides", OTHER_MODELS, ids=lambda o: next(iter(next(iter(o.values())).items()))[0])
+# Not the conv network: it trains without graphs, and two eager runs of it differ in the last bits on a GPU
+# (cuDNN's convolution gradients are not deterministic), as an H100 showed.
+@pytest.mark.parametrize("overrides", [o for o in OTHER_MODELS if "model" not in o or "architecture" not in o["model"]],
+                         ids=lambda o: next(iter(next(iter(o.values())).items()))[0])
 def test_graphed_steps_take_the_eager_steps_of_other_models(tmp_path: Path, overrides: dict, caplog):
     for graphs in (True, False):
         train(tiny(device="cuda", cuda_graphs=graphs, epochs=1).with_overrides(overrides), tmp_path / str(graphs))
