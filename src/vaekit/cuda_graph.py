@@ -47,7 +47,8 @@ class GraphedStep:
         self.beta = torch.zeros((), device=device)
         # Adam's fused kernel computes with a float step size on a GPU (a double on a CPU): the tensor holds
         # what the kernel would have made of the number.
-        self.learning_rate = torch.zeros((), device=device, dtype=torch.float32 if device.type == "cuda" else torch.float64)
+        rate_type = torch.float32 if device.type == "cuda" else torch.float64
+        self.learning_rate = torch.zeros((), device=device, dtype=rate_type)
         saved, saved_generator = [t.detach().clone() for t in state], generator.get_state()
         try:
             side = torch.cuda.Stream(device)

@@ -47,7 +47,7 @@ from vaekit.distributed import SINGLE_PROCESS, ShardObjective, World, sharded_el
 from vaekit.errors import UserError
 from vaekit.evaluation import EVAL_BATCH, dataset_elbo
 from vaekit.model import VAE
-from vaekit.objectives import bound_figures, elbo, iwae, training_loss
+from vaekit.objectives import BoundTerms, bound_figures, elbo, iwae, training_loss
 from vaekit.optim import Adam
 from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
@@ -201,6 +201,7 @@ class Trainer:
             logger.info("convolutional networks train without CUDA graphs")
             self.use_graphs = False
         self.graphed: GraphedStep | None = None
+        self._graph_gradients: list[torch.Tensor] = []  # the parameters whose gradient sums the graph checks
 
     def _data_parallel(self) -> DistributedDataParallel:
         """The loss of this rank's shard, wrapped so that backward all-reduces the gradients."""
@@ -361,7 +362,7 @@ class Trainer:
 
     def _forward_backward(
         self, x: torch.Tensor, beta: float | torch.Tensor, autocast_cache: bool = True
-    ) -> tuple[torch.Tensor, Any]:
+    ) -> tuple[torch.Tensor, BoundTerms]:
         """The loss of a batch and its terms, with the gradients computed."""
         if self.binarize_dynamically:
             x = torch.bernoulli(x, generator=self.noise)
@@ -397,8 +398,11 @@ class Trainer:
         self.average.update(self.state.global_step + 1)
         return sums
 
-    def _graph_body(self, x: torch.Tensor, beta: torch.Tensor, learning_rate: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The step as the graph holds it: `_check_finite` becomes a flag that makes Adam skip the update."""
+    def _graph_body(
+        self, x: torch.Tensor, beta: torch.Tensor, learning_rate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step as the graph holds it, returning (found_inf, the checked values, the sums for the record):
+        `_check_finite` becomes a flag that makes Adam skip the update, read by the host after the replay."""
         loss, terms = self._forward_backward(x, beta, autocast_cache=False)  # a graph cannot keep autocast's cache
         self._graph_gradients = [p for p in self.parameters if p.grad is not None]
         checks = torch.stack([loss.detach(), *(p.grad.sum() for p in self._graph_gradients)])
@@ -660,7 +664,7 @@ class Trainer:
         return records
 
 
-def _record(terms: Any) -> torch.Tensor:
+def _record(terms: BoundTerms) -> torch.Tensor:
     """The sums of a batch's bound, reconstruction term and KL, for the epoch's record (no autograd)."""
     with torch.no_grad():
         return torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()])
