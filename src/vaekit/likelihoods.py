@@ -60,14 +60,17 @@ class GaussianLikelihood(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(shape))
 
     def forward(self, mean: torch.Tensor) -> Distribution:
-        return Independent(Normal(mean, self.log_scale.exp().expand_as(mean)), self.event_dims)
+        return Independent(Normal(mean, self._scale(mean)), self.event_dims)
+
+    def _scale(self, mean: torch.Tensor) -> torch.Tensor:
+        return self.log_scale.exp().expand_as(mean)
 
     def log_prob(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) (...,) summed over the event: the operations of `Independent(Normal(·), ·).log_prob`,
         so the same numbers bit for bit, without the objects' argument checks. Those ask the host whether
         every value is valid at each step, which a CUDA graph cannot hold; a NaN mean now reaches the
         trainer's check as a NaN loss instead of stopping the distribution's constructor."""
-        scale = self.log_scale.exp().expand_as(mean)
+        scale = self._scale(mean)
         log_density = -((x - mean) ** 2) / (2 * scale**2) - scale.log() - math.log(math.sqrt(2 * math.pi))
         return log_density.reshape(*log_density.shape[: log_density.dim() - self.event_dims], -1).sum(-1)
 
