@@ -26,12 +26,12 @@ import time
 
 import torch
 
-from vaekit.cpu import flush_denormals, keep_freed_memory
+from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
-from vaekit.evaluation import evaluate, importance_terms
-from vaekit.model import VAE
-from vaekit.run import load_model
+from vaekit.evaluation.importance import evaluate, importance_terms
+from vaekit.model.vae import VAE
+from vaekit.runs.directory import load_model
 
 
 def distribution_log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

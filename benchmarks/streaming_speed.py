@@ -33,8 +33,8 @@ from PIL import Image
 
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.streaming import load_training_data, stored_batches
-from vaekit.model import VAE
-from vaekit.training import Trainer
+from vaekit.model.vae import VAE
+from vaekit.training.loop import Trainer
 
 WORKER_COUNTS = (0, 1, 2)
 

@@ -189,9 +189,9 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
     from vaekit.api import resolve_likelihood
     from vaekit.config import RunConfig
     from vaekit.data import load_data
-    from vaekit.device import resolve_device
-    from vaekit.model import VAE
-    from vaekit.training import Trainer
+    from vaekit.runtime.device import resolve_device
+    from vaekit.model.vae import VAE
+    from vaekit.training.loop import Trainer
 
     started = time.perf_counter()
     train_settings: dict = {"seed": args.seed, "device": args.device}

@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vaekit.api import train
-from vaekit.averaging import WeightAverage
-from vaekit.checkpoint import AVERAGE_PREFIX, MODEL_PREFIX, load_training_state, read_safetensors
+from vaekit.training.averaging import WeightAverage
+from vaekit.runs.checkpoint import AVERAGE_PREFIX, MODEL_PREFIX, load_training_state, read_safetensors
 from vaekit.config import RunConfig
-from vaekit.run import build_model, read_config
+from vaekit.runs.directory import build_model, read_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import save_file
 
 import vaekit
-from vaekit.checkpoint import (
+from vaekit.runs.checkpoint import (
     atomic_write_bytes, load_training_state, load_weights, read_safetensors, remove_stale_temporaries,
     save_training_state, save_weights,
 )
 from vaekit.config import ModelConfig
 from vaekit.errors import UserError
-from vaekit.model import VAE
+from vaekit.model.vae import VAE
 
 SOURCE = Path(vaekit.__file__).parent
 

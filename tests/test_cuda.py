@@ -16,10 +16,10 @@ import vaekit.api
 from test_graph_step import OTHER_MODELS
 from test_training import assert_same_run, tensors, tiny
 from vaekit.api import TrainedVAE, train
-from vaekit.device import resolve_device
-from vaekit.evaluation import log_likelihood
-from vaekit.run import build_model
-from vaekit.training import Trainer, TrainingDiverged
+from vaekit.runtime.device import resolve_device
+from vaekit.evaluation.importance import log_likelihood
+from vaekit.runs.directory import build_model
+from vaekit.training.loop import Trainer, TrainingDiverged
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -137,7 +137,7 @@ def test_a_run_resumed_with_cuda_graphs_switched_goes_on_exactly(tmp_path: Path)
 
 
 def test_conv_networks_train_without_graphs(tmp_path: Path, caplog):
-    caplog.set_level("INFO", logger="vaekit.training")
+    caplog.set_level("INFO", logger="vaekit.training.loop")
     train(tiny(device="cuda", epochs=1).with_overrides({"model": {"architecture": "conv", "conv_channels": (8,)}}),
           tmp_path / "conv")
     assert "convolutional networks train without CUDA graphs" in caplog.text

@@ -4,7 +4,7 @@ The launches use gloo over the loopback interface only (127.0.0.1, a free port, 
 a tiny model on the digits (saved as a .npy, which starts faster than the embedded copy) and one
 thread per process; each has a timeout, so a hang fails the test instead of blocking it forever.
 A one-process run with the same global batch and seed is the reference: N processes draw the same
-noise and see the same batches (vaekit.distributed), so only the order of floating-point sums differs.
+noise and see the same batches (vaekit.runtime.world), so only the order of floating-point sums differs.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ import pytest
 import torch
 from PIL import Image
 
-import vaekit.distributed
-from vaekit.checkpoint import read_safetensors
+import vaekit.runtime.world
+from vaekit.runs.checkpoint import read_safetensors
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.source import split_source
 from vaekit.data.digits import read_digits
 from vaekit.data.codec import PixelCodec
-from vaekit.distributed import ShardObjective, World, bound_from_noise, launched_by_torchrun, sharded_elbo
-from vaekit.evaluation import dataset_elbo
-from vaekit.model import VAE
+from vaekit.runtime.world import ShardObjective, World, bound_from_noise, launched_by_torchrun, sharded_elbo
+from vaekit.evaluation.importance import dataset_elbo
+from vaekit.model.vae import VAE
 from vaekit.errors import UserError
-from vaekit.objectives import elbo, iwae, training_loss
-from vaekit.training import Trainer
+from vaekit.model.objectives import elbo, iwae, training_loss
+from vaekit.training.loop import Trainer
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1"}
@@ -135,7 +135,7 @@ def test_a_launch_of_one_process_is_no_distributed_run(monkeypatch):
     assert not launched_by_torchrun()
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert launched_by_torchrun()
-    assert vaekit.distributed.rank_device(torch.device("cpu"), World(1, 2, 1)) == torch.device("cpu")
+    assert vaekit.runtime.world.rank_device(torch.device("cpu"), World(1, 2, 1)) == torch.device("cpu")
 
 
 def test_a_global_batch_smaller_than_the_processes_is_refused(tmp_path):

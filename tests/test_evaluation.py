@@ -21,12 +21,12 @@ from conftest import needs_fashion_mnist
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
 from vaekit.data.codec import IdentityCodec
-from vaekit.evaluation import (
+from vaekit.evaluation.importance import (
     ELEMENTS_PER_CHUNK, GPU_ELEMENTS_PER_CHUNK, active_units, chunk_budget, evaluate, importance_terms, log_likelihood,
     running_logsumexp, samples_per_chunk,
 )
-from vaekit.model import VAE
-from vaekit.objectives import gaussian_kl, iwae
+from vaekit.model.vae import VAE
+from vaekit.model.objectives import gaussian_kl, iwae
 
 DATA_DIM, LATENT_DIM = 6, 2
 NOISE_STD = 0.5

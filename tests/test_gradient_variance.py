@@ -1,4 +1,4 @@
-"""Score-function versus pathwise gradients of a VAE's encoder (vaekit.gradient_variance).
+"""Score-function versus pathwise gradients of a VAE's encoder (vaekit.studies.gradient_variance).
 
 Unbiasedness is tested where it has power: on a tiny VAE (4 data dimensions, 2 latent) with a large
 minibatch, the score function's noise is small enough that a wrong estimator (a missing factor ½,
@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.checkpoint import save_weights
+from vaekit.runs.checkpoint import save_weights
 from vaekit.config import ModelConfig, RunConfig
 from vaekit.errors import UserError
-from vaekit.gradient_variance import (
+from vaekit.studies.gradient_variance import (
     PATHWISE, SCORE_FUNCTION, SURROGATES, GradientVarianceSettings, RunningMoments, encoder_layers,
     fresh_model_and_batch, measure_gradient_variance, pathwise_surrogate, score_function_surrogate,
 )
-from vaekit.model import VAE
-from vaekit.objectives import elbo, iwae
-from vaekit.run import DataInfo, write_config
+from vaekit.model.vae import VAE
+from vaekit.model.objectives import elbo, iwae
+from vaekit.runs.directory import DataInfo, write_config
 
 Z = 4.0  # standard errors allowed between the two means, per layer direction (5 comparisons)
 

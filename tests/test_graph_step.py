@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import vaekit.training
+import vaekit.training.loop
 from test_training import assert_same_run, tensors, tiny
 from vaekit.api import train
 from vaekit.api import resolve_likelihood
 from vaekit.data import load_data
-from vaekit.model import VAE
-from vaekit.training import Trainer, TrainingDiverged
+from vaekit.model.vae import VAE
+from vaekit.training.loop import Trainer, TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +67,7 @@ def trainer(tmp_path: Path, graphs: bool, monkeypatch, overrides: dict | None = 
     splits = load_data(config.data)
     torch.manual_seed(0)
     model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
-    monkeypatch.setattr(vaekit.training, "GraphedStep", ReplayedStep)
+    monkeypatch.setattr(vaekit.training.loop, "GraphedStep", ReplayedStep)
     result = Trainer(model, splits, config.train, tmp_path / str(graphs), torch.device("cpu"),
                      binarize_dynamically=True, progress_bar=False)
     result.use_graphs = graphs  # on a CPU only through this stand-in

@@ -6,7 +6,7 @@ from torch import nn
 
 from vaekit.config import ModelConfig
 from vaekit.errors import UserError
-from vaekit.model import VAE
+from vaekit.model.vae import VAE
 
 
 def linear_shapes(module: nn.Module) -> list[tuple[int, int]]:

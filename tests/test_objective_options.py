@@ -14,9 +14,9 @@ import torch
 from vaekit.api import train
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_data
-from vaekit.model import VAE, reparameterize
-from vaekit.objectives import BoundTerms, elbo, iwae, log_importance_weights, training_loss
-from vaekit.training import StopRequest, Trainer, TrainingInterrupted
+from vaekit.model.vae import VAE, reparameterize
+from vaekit.model.objectives import BoundTerms, elbo, iwae, log_importance_weights, training_loss
+from vaekit.training.loop import StopRequest, Trainer, TrainingInterrupted
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from vaekit.config import ModelConfig
-from vaekit.model import VAE, reparameterize
-from vaekit.objectives import elbo, gaussian_kl, iwae, log_importance_weights, training_loss
+from vaekit.model.vae import VAE, reparameterize
+from vaekit.model.objectives import elbo, gaussian_kl, iwae, log_importance_weights, training_loss
 
 
 def small_vae(likelihood="bernoulli", event_shape=(1, 4, 4), latent_dim=3) -> VAE:

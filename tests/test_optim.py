@@ -1,4 +1,4 @@
-"""vaekit.optim.Adam takes torch.optim.Adam's steps bit for bit, and training never imports torch._dynamo."""
+"""vaekit.training.optim.Adam takes torch.optim.Adam's steps bit for bit, and training never imports torch._dynamo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from vaekit.optim import Adam
+from vaekit.training.optim import Adam
 
 
 def _model() -> torch.nn.Module:

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from vaekit.errors import UserError
-from vaekit.outputs import (
+from vaekit.reporting.outputs import (
     as_pixels, csv_text, drawable, save_column_histograms, write_examples, write_reconstructions,
 )
-from vaekit.run import DataInfo
+from vaekit.runs.directory import DataInfo
 
 
 def info(kind: str, shape: tuple[int, ...], codec: str = "standardize", columns=None) -> DataInfo:

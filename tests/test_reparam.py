@@ -1,4 +1,4 @@
-"""The toy estimators of vaekit.reparam against their closed forms, and SGD with each.
+"""The toy estimators of vaekit.studies.reparam against their closed forms, and SGD with each.
 
 Tolerances come from the sample size: an empirical mean may lie at most Z standard errors sqrt(σ²/n)
 from 2θ, an empirical variance at most Z standard errors sqrt((μ₄ − σ⁴)/n) from its closed form,
@@ -18,7 +18,7 @@ import torch
 from torch.distributions import Normal
 
 from vaekit.errors import UserError
-from vaekit.reparam import (
+from vaekit.studies.reparam import (
     ESTIMATORS, PATHWISE, SCORE_FUNCTION, DemoSettings, SGDSummary, ToyEstimator, check_estimator, compare_sgd,
     exact_moments, pathwise_final_std, run_demo,
 )

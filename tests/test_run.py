@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from vaekit.api import TrainedVAE
-from vaekit.checkpoint import load_weights, save_weights
+from vaekit.runs.checkpoint import load_weights, save_weights
 from vaekit.config import ModelConfig
 from vaekit.errors import UserError
-from vaekit.model import VAE
-from vaekit.run import load_model, prepare_output_dir, read_config
+from vaekit.model.vae import VAE
+from vaekit.runs.directory import load_model, prepare_output_dir, read_config
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

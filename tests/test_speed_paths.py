@@ -22,10 +22,10 @@ from vaekit.data import load_data, split_source
 from vaekit.data.idx import read_idx
 from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
-from vaekit.model import VAE, reparameterize
-from vaekit.objectives import elbo, gaussian_kl, iwae, observation_log_prob
-from vaekit.cpu import _openmp_runtime, flush_denormals, torch_threads
-from vaekit.training import Trainer
+from vaekit.model.vae import VAE, reparameterize
+from vaekit.model.objectives import elbo, gaussian_kl, iwae, observation_log_prob
+from vaekit.runtime.cpu import _openmp_runtime, flush_denormals, torch_threads
+from vaekit.training.loop import Trainer
 
 
 def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:

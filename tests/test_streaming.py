@@ -88,9 +88,9 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(cli, tmp_path, folder,
     resumes bit for bit, here with other worker counts than it started with."""
     common = [*MODEL, "--epochs", "2", "--batch-size", "16", "--binarize", "dynamic", "--quiet"]
     assert cli("train", "--data", folder, *common, "--out", tmp_path / "whole", "--stream").code == 0
-    import vaekit.training
+    import vaekit.training.loop
 
-    step, calls = vaekit.training.Trainer.train_step, iter(range(1, 1000))
+    step, calls = vaekit.training.loop.Trainer.train_step, iter(range(1, 1000))
 
     def stopped_at_step_7(self, x):
         sums = step(self, x)
@@ -98,7 +98,7 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(cli, tmp_path, folder,
             raise KeyboardInterrupt  # a crash mid-epoch, after step 7's checkpoint
         return sums
 
-    monkeypatch.setattr(vaekit.training.Trainer, "train_step", stopped_at_step_7)
+    monkeypatch.setattr(vaekit.training.loop.Trainer, "train_step", stopped_at_step_7)
     stopped = cli("train", "--data", folder, *common, "--out", tmp_path / "stopped", "--stream", "--workers", "1",
                   "--checkpoint-every-steps", "2")
     assert stopped.code == 130

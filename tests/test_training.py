@@ -16,15 +16,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import vaekit.api
-import vaekit.training
+import vaekit.training.loop
 from vaekit.api import train
-from vaekit.checkpoint import STATE_KEY, load_training_state, read_safetensors
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state, read_safetensors
 from vaekit.config import RunConfig
 from vaekit.data import load_data
 from vaekit.errors import UserError
-from vaekit.model import VAE
-from vaekit.run import build_model, read_config
-from vaekit.training import Trainer, TrainingDiverged, TrainingInterrupted, stop_on_signals
+from vaekit.model.vae import VAE
+from vaekit.runs.directory import build_model, read_config
+from vaekit.training.loop import Trainer, TrainingDiverged, TrainingInterrupted, stop_on_signals
 
 TIMING = ("seconds", "images_per_second", "train_seconds")  # what may differ between equal runs
 STEPS_PER_EPOCH = 22  # digits: 1347 training images in batches of 64
@@ -93,10 +93,10 @@ def end_of_epoch(epoch: int) -> Callable[[int, tuple], bool]:
 
 
 CRASHES = {
-    "before the first checkpoint": (vaekit.training, "save_training_state", lambda call, args: call == 1),
-    "instead of a mid-epoch checkpoint": (vaekit.training, "save_training_state", lambda call, args: call == 3),
-    "after a metrics line, before its checkpoint": (vaekit.training, "save_training_state", end_of_epoch(2)),
-    "after a checkpoint, before its best weights": (vaekit.training, "save_weights", lambda call, args: call == 2),
+    "before the first checkpoint": (vaekit.training.loop, "save_training_state", lambda call, args: call == 1),
+    "instead of a mid-epoch checkpoint": (vaekit.training.loop, "save_training_state", lambda call, args: call == 3),
+    "after a metrics line, before its checkpoint": (vaekit.training.loop, "save_training_state", end_of_epoch(2)),
+    "after a checkpoint, before its best weights": (vaekit.training.loop, "save_weights", lambda call, args: call == 2),
     "after training, before results.json": (vaekit.api, "write_results", lambda call, args: True),
 }
 
@@ -222,8 +222,8 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught_before_the_update(tmp_path:
 ])
 def test_checkpoints_every_epoch_and_every_n_steps_or_minutes(tmp_path: Path, monkeypatch, settings, mid_epoch):
     written = []
-    original = vaekit.training.save_training_state
-    monkeypatch.setattr(vaekit.training, "save_training_state", lambda *args: (
+    original = vaekit.training.loop.save_training_state
+    monkeypatch.setattr(vaekit.training.loop, "save_training_state", lambda *args: (
         written.append(args[4]["progress"]["global_step"]), original(*args)))
     train(tiny(epochs=2, **settings), tmp_path / "run")
     steps = range(1, 2 * STEPS_PER_EPOCH + 1)
@@ -241,7 +241,7 @@ def rewrite_progress(path: Path, change: Callable[[dict], None]) -> None:
 
 def test_a_checkpoint_from_another_device_resumes_with_a_warning(tmp_path: Path, monkeypatch, caplog):
     out = tmp_path / "run"
-    crash_on(monkeypatch, vaekit.training, "save_training_state", lambda call, args: call == 5)
+    crash_on(monkeypatch, vaekit.training.loop, "save_training_state", lambda call, args: call == 5)
     with pytest.raises(Crash):
         train(tiny(), out)
     monkeypatch.undo()
@@ -267,7 +267,7 @@ def test_training_starts_the_decoder_output_at_the_training_mean(tmp_path: Path,
     model = VAE(config.model, splits.event_shape, "bernoulli")
     initial = model.decoder.out.bias.detach().clone()
     Trainer(model, splits, config.train, tmp_path, torch.device("cpu"))
-    first = torch.from_numpy(splits.train.x[:vaekit.training.MEAN_EXAMPLES])  # a random sample: the split is shuffled
+    first = torch.from_numpy(splits.train.x[:vaekit.training.loop.MEAN_EXAMPLES])  # a random sample: the split is shuffled
     mean = splits.codec.to_model(first).double().mean(0).float()
     expected = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).flatten() if from_data else initial
     torch.testing.assert_close(model.decoder.out.bias.detach(), expected)

@@ -21,7 +21,7 @@ _EXPORTS = {
     "TrainConfig": "vaekit.config",
     "load_toml": "vaekit.config",
     "UserError": "vaekit.errors",
-    "VAE": "vaekit.model",
+    "VAE": "vaekit.model.vae",
     "train": "vaekit.api",
     "TrainedVAE": "vaekit.api",
     "load_data": "vaekit.data",

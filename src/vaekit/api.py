@@ -16,22 +16,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.checkpoint import atomic_write_text
+from vaekit.runs.checkpoint import atomic_write_text
 from vaekit.config import DataConfig, RunConfig, TrainConfig
 from vaekit.data import IMAGE, TABLE, detect_format, read_source, split_source
 from vaekit.data.codec import IdentityCodec, StandardizeCodec
 from vaekit.data.source import ARRAY, RawData, Splits, in_unit_interval
 from vaekit.data.streaming import load_training_data
 from vaekit.data.tables import settings_like_run
-from vaekit.device import resolve_device
-from vaekit.distributed import World, joined_world, rank_device
+from vaekit.runtime.device import resolve_device
+from vaekit.runtime.world import World, joined_world, rank_device
 from vaekit.errors import UserError
-from vaekit.outputs import as_pixels, csv_text, drawable, save_column_histograms
-from vaekit.pictures import save_image_grid, save_loss_curve, save_reconstruction_grid
-from vaekit.run import (
+from vaekit.reporting.outputs import as_pixels, csv_text, drawable, save_column_histograms
+from vaekit.reporting.pictures import save_image_grid, save_loss_curve, save_reconstruction_grid
+from vaekit.runs.directory import (
     DataInfo, build_model, load_model, prepare_output_dir, read_config, read_metrics, read_results, write_config,
 )
-from vaekit.training import Trainer, stop_on_signals, write_results
+from vaekit.training.loop import Trainer, stop_on_signals, write_results
 
 logger = logging.getLogger(__name__)
 PICTURE_SAMPLES = 64
@@ -190,7 +190,7 @@ def train(
     `config` may change only the training settings in `RESUMABLE_SETTINGS` (e.g. more epochs).
     Ctrl-C or SIGTERM during training writes a checkpoint and raises `TrainingInterrupted`.
     Launched by torchrun, every process calls this and they train one run together
-    (vaekit.distributed): rank 0 writes it and returns it, the other ranks return None.
+    (vaekit.runtime.world): rank 0 writes it and returns it, the other ranks return None.
     """
     with joined_world() as world:
         return _train(world, config, Path(out), data, labels, overwrite, resume, progress)

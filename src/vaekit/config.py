@@ -123,7 +123,7 @@ class TrainConfig:
     # Polyak averaging: decay per step of a running average of the weights, which is the model that
     # validation, model.safetensors and the test figures use; the steps themselves move the raw weights.
     # It smooths the jitter of a large step: the average spans about the last ninth of the steps so far,
-    # up to ~500 steps at 0.998 (vaekit.averaging); 0 turns it off.
+    # up to ~500 steps at 0.998 (vaekit.training.averaging); 0 turns it off.
     weight_average: float = 0.998
     # Start the decoder's output bias at the mean of 512 training examples (as logits for Bernoulli pixels)
     # rather than at random: the first epoch is spent learning features, not the average image.
@@ -145,7 +145,7 @@ class TrainConfig:
     # default: fp32 is what the reference numbers use. Other devices train in fp32 whatever is asked.
     precision: str = "fp32"
     # On a CUDA GPU, capture a training step once as a CUDA graph and replay it for every full batch: the
-    # same numbers, without the host issuing ~100 kernels a step (vaekit.cuda_graph). Ignored elsewhere.
+    # same numbers, without the host issuing ~100 kernels a step (vaekit.training.cuda_graph). Ignored elsewhere.
     cuda_graphs: bool = True
     # CPU threads while training; None keeps torch's default, the physical cores. On a machine busy with
     # other work fewer can be much faster: 1 thread trained 6-10x faster than 2 on 2 busy cores (README).

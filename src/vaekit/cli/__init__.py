@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaekit {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
-        # Training stops gracefully (vaekit.training.TrainingInterrupted): its message says how to
+        # Training stops gracefully (vaekit.training.loop.TrainingInterrupted): its message says how to
         # resume, and its exit status tells SIGINT (130) from SIGTERM (143).
         print(f"vaekit {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
         return getattr(interrupt, "exit_status", 130)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vaekit.api import TrainedVAE
-    from vaekit.checkpoint import atomic_write_bytes
+    from vaekit.runs.checkpoint import atomic_write_bytes
     from vaekit.errors import UserError
 
     if not args.out.lower().endswith(".npz"):

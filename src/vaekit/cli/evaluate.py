@@ -46,9 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import TrainedVAE
-    from vaekit.cpu import flush_denormals, keep_freed_memory, torch_threads
-    from vaekit.device import resolve_device
-    from vaekit.distributed import joined_world, rank_device
+    from vaekit.runtime.cpu import flush_denormals, keep_freed_memory, torch_threads
+    from vaekit.runtime.device import resolve_device
+    from vaekit.runtime.world import joined_world, rank_device
     from vaekit.errors import UserError
 
     if args.importance_samples < 1:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: TrainedVAE, world: World
     from tqdm.auto import tqdm
 
-    from vaekit.evaluation import evaluate
+    from vaekit.evaluation.importance import evaluate
 
     settings = data_overrides(args)
     source = settings.pop("source", None)
@@ -109,7 +109,7 @@ def _binarize_once(x, seed: int):
     return (drawn * scale).astype(x.dtype)
 
 
-def _print_figures(figures, what: str) -> None:  # figures: vaekit.evaluation.Evaluation
+def _print_figures(figures, what: str) -> None:  # figures: vaekit.evaluation.importance.Evaluation
     kl = "  ".join(f"{value:.2f}" for value in figures.kl_per_dim)
     print(f"{what}: {figures.examples} examples, K = {figures.importance_samples} importance samples, "
           f"seed {figures.seed}")

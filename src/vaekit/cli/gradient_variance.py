@@ -54,10 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaekit import gradient_variance as gv
-    from vaekit.checkpoint import atomic_write_text
+    from vaekit.studies import gradient_variance as gv
+    from vaekit.runs.checkpoint import atomic_write_text
     from vaekit.config import RunConfig
-    from vaekit.device import resolve_device
+    from vaekit.runtime.device import resolve_device
     from vaekit.errors import UserError
 
     overrides = data_overrides(args)

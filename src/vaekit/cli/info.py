@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from vaekit.run import read_config, read_metrics, read_results
+    from vaekit.runs.directory import read_config, read_metrics, read_results
 
     config, data = read_config(args.run_dir)
     metrics = read_metrics(args.run_dir)

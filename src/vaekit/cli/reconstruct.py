@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vaekit.api import TrainedVAE
     from vaekit.errors import UserError
-    from vaekit.outputs import write_reconstructions
+    from vaekit.reporting.outputs import write_reconstructions
 
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)

@@ -58,9 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaekit.checkpoint import atomic_write_text
+    from vaekit.runs.checkpoint import atomic_write_text
     from vaekit.errors import UserError
-    from vaekit.reparam import DemoSettings, run_demo, save_sgd_figure, save_variance_figure
+    from vaekit.studies.reparam import DemoSettings, run_demo, save_sgd_figure, save_variance_figure
 
     theta_values = DemoSettings.theta_values
     if args.theta_values:  # each value of --theta-values may itself be a comma list
@@ -99,7 +99,7 @@ def _print_table(result) -> None:
 
 
 def _print_sgd(result) -> None:
-    from vaekit.reparam import pathwise_final_std
+    from vaekit.studies.reparam import pathwise_final_std
 
     settings = result.settings
     print(f"\nSGD from θ = {settings.start:g}, step {settings.learning_rate:g}, {settings.steps} steps, "

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import TrainedVAE
     from vaekit.errors import UserError
-    from vaekit.outputs import write_examples
+    from vaekit.reporting.outputs import write_examples
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: ask for at least one sample")

@@ -16,10 +16,10 @@ from vaekit.config import (
     PRECISIONS,
     RunConfig, load_toml,
 )
-from vaekit.run import RUN_FILES
+from vaekit.runs.directory import RUN_FILES
 
 if TYPE_CHECKING:
-    from vaekit.distributed import World
+    from vaekit.runtime.world import World
 
 EXAMPLES = """\
 examples:
@@ -130,7 +130,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, Path]:
     from vaekit.errors import UserError
-    from vaekit.run import read_config
+    from vaekit.runs.directory import read_config
 
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):
@@ -153,7 +153,7 @@ def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, 
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import train
-    from vaekit.distributed import joined_world
+    from vaekit.runtime.world import joined_world
 
     with joined_world() as world:  # under torchrun: the process group, for reading the run and training it
         config, out = _config_and_out(args, world)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
-from vaekit.checkpoint import atomic_write_bytes
+from vaekit.runs.checkpoint import atomic_write_bytes
 from vaekit.config import RunConfig
 from vaekit.errors import UserError
-from vaekit.model import VAE
+from vaekit.model.vae import VAE
 
 KL_FORMS = ("sampled", "analytic")
 SCORE_FUNCTION, PATHWISE = "score_function", "pathwise"
@@ -290,7 +290,7 @@ def trained_model_and_batch(
 ) -> tuple[VAE, torch.Tensor, str]:
     """A run's best weights and a fixed minibatch of its test split."""
     from vaekit.data import load_data
-    from vaekit.run import load_model
+    from vaekit.runs.directory import load_model
 
     model, config, info = load_model(run_dir, device)
     splits = load_data(config.data)

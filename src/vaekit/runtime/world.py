@@ -34,8 +34,8 @@ from torch import nn
 
 from vaekit.data.codec import Codec
 from vaekit.errors import UserError
-from vaekit.model import VAE
-from vaekit.objectives import BoundTerms, bound_figures, elbo, iwae
+from vaekit.model.vae import VAE
+from vaekit.model.objectives import BoundTerms, bound_figures, elbo, iwae
 
 logger = logging.getLogger(__name__)
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts

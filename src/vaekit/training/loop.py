@@ -33,23 +33,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from vaekit.averaging import WeightAverage
-from vaekit.checkpoint import (
+from vaekit.training.averaging import WeightAverage
+from vaekit.runs.checkpoint import (
     atomic_write_text, load_training_state, load_weights, remove_stale_temporaries, save_training_state,
     save_weights,
 )
 from vaekit.config import TrainConfig
-from vaekit.cpu import flush_denormals, keep_freed_memory, torch_threads
-from vaekit.cuda_graph import GraphedStep, graphs_available
+from vaekit.runtime.cpu import flush_denormals, keep_freed_memory, torch_threads
+from vaekit.training.cuda_graph import GraphedStep, graphs_available
 from vaekit.data.source import Splits
 from vaekit.data.streaming import is_streamed, stored_batches
-from vaekit.distributed import SINGLE_PROCESS, ShardObjective, World, sharded_elbo
+from vaekit.runtime.world import SINGLE_PROCESS, ShardObjective, World, sharded_elbo
 from vaekit.errors import UserError
-from vaekit.evaluation import EVAL_BATCH, dataset_elbo
-from vaekit.model import VAE
-from vaekit.objectives import BoundTerms, bound_figures, elbo, iwae, training_loss
-from vaekit.optim import Adam
-from vaekit.run import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
+from vaekit.evaluation.importance import EVAL_BATCH, dataset_elbo
+from vaekit.model.vae import VAE
+from vaekit.model.objectives import BoundTerms, bound_figures, elbo, iwae, training_loss
+from vaekit.training.optim import Adam
+from vaekit.runs.directory import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
 MEAN_EXAMPLES = 512  # for the decoder's starting output: enough for a mean image, quick to decode
@@ -160,7 +160,7 @@ class Trainer:
         world: World = SINGLE_PROCESS,
         workers: int = 0,
     ):
-        """`world` is this process's place in a torchrun launch (vaekit.distributed); `workers` the
+        """`world` is this process's place in a torchrun launch (vaekit.runtime.world); `workers` the
         processes that decode a streamed image folder (vaekit.data.streaming)."""
         self.model = model.to(device)
         self.splits = splits
@@ -191,7 +191,7 @@ class Trainer:
         self.bf16 = config.precision == "bf16" and device.type == "cuda"
         if config.precision == "bf16" and not self.bf16:
             logger.warning("precision = 'bf16' applies to CUDA GPUs; training on %s stays float32", device.type)
-        # Full batches replay one captured CUDA graph (vaekit.cuda_graph), captured at the first of them.
+        # Full batches replay one captured CUDA graph (vaekit.training.cuda_graph), captured at the first of them.
         self.use_graphs = config.cuda_graphs and device.type == "cuda" and world.size == 1
         if self.use_graphs and not graphs_available():
             logger.info("this torch cannot capture a step that draws from its own generator; no CUDA graphs")
@@ -417,7 +417,7 @@ class Trainer:
     def shard_step(self, x: torch.Tensor, global_batch: int) -> torch.Tensor:
         """`train_step` for this rank's shard x (b, *event_shape) of a global batch of `global_batch`
         examples; returns the shard's sums. ε (and the binarization's uniforms) are drawn for the
-        whole batch and sliced, and DDP all-reduces the gradients (vaekit.distributed)."""
+        whole batch and sliced, and DDP all-reduces the gradients (vaekit.runtime.world)."""
         shard = self.world.shard(global_batch)
         if self.binarize_dynamically:  # on the CPU, torch.bernoulli's draw bit for bit
             uniforms = torch.rand((global_batch, *x.shape[1:]), generator=self.noise, device=x.device, dtype=x.dtype)
@@ -639,7 +639,7 @@ class Trainer:
     @contextmanager
     def cpu_settings(self) -> Iterator[None]:
         """What `fit` trains under: the configured CPU threads, and on a CPU denormals flushed and freed
-        memory kept for reuse (`vaekit.cpu`)."""
+        memory kept for reuse (`vaekit.runtime.cpu`)."""
         if self.device.type == "cpu":
             keep_freed_memory()
         with torch_threads(self.config.threads), flush_denormals() if self.device.type == "cpu" else nullcontext():

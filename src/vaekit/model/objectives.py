@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vaekit.model import VAE, reparameterize
+from vaekit.model.vae import VAE, reparameterize
 
 
 @dataclass

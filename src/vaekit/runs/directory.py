@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from vaekit import __version__
-from vaekit.checkpoint import atomic_write_text, load_weights
+from vaekit.runs.checkpoint import atomic_write_text, load_weights
 from vaekit.config import RunConfig
 from vaekit.data.codec import Codec, codec_from_dict
 from vaekit.errors import UserError
-from vaekit.model import VAE
+from vaekit.model.vae import VAE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO

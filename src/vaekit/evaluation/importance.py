@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.data.codec import Codec
-from vaekit.distributed import SINGLE_PROCESS, World
-from vaekit.likelihoods import BernoulliLikelihood
-from vaekit.model import VAE
-from vaekit.objectives import bound_figures, elbo, gaussian_kl, iwae
+from vaekit.runtime.world import SINGLE_PROCESS, World
+from vaekit.model.likelihoods import BernoulliLikelihood
+from vaekit.model.vae import VAE
+from vaekit.model.objectives import bound_figures, elbo, gaussian_kl, iwae
 
 EVAL_BATCH = 1000  # large batches amortize per-call overhead; memory stays small for MLP-sized models
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit whose posterior mean varies less over the data is unused
@@ -229,7 +229,7 @@ def evaluate(
 
     Examples go `batch_size` at a time (fewer for large data, to keep within the memory budget),
     each batch's K samples in chunks of `samples_per_chunk`; `progress(done, total)` is called
-    after every chunk. Under torchrun (`world`, vaekit.distributed) each rank takes every N-th
+    after every chunk. Under torchrun (`world`, vaekit.runtime.world) each rank takes every N-th
     batch and the sums are all-reduced: the figures of one process.
     """
     started = time.perf_counter()

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaekit.checkpoint import atomic_write_bytes, atomic_write_text
+from vaekit.runs.checkpoint import atomic_write_bytes, atomic_write_text
 from vaekit.data.source import ARRAY, IMAGE
 from vaekit.errors import UserError
-from vaekit.pictures import image_grid, save_reconstruction_grid
-from vaekit.run import DataInfo
+from vaekit.reporting.pictures import image_grid, save_reconstruction_grid
+from vaekit.runs.directory import DataInfo
 
 FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files
 NUMBERED_PNG = re.compile(r"\d+\.png")  # the names _write_png_folder gives

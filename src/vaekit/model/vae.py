@@ -11,8 +11,8 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import BernoulliLikelihood, GaussianLikelihood
-from vaekit.networks import build_networks
+from vaekit.model.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vaekit.model.networks import build_networks
 
 
 class VAE(nn.Module):

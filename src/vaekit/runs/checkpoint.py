@@ -21,9 +21,9 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from vaekit.averaging import WeightAverage
+from vaekit.training.averaging import WeightAverage
 from vaekit.errors import UserError
-from vaekit.optim import Adam
+from vaekit.training.optim import Adam
 
 MODEL_PREFIX = "model."
 AVERAGE_PREFIX = "average."
