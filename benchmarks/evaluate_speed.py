@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from vaekit.data.batch import Batch
 from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
@@ -50,7 +51,7 @@ def per_example_loop(
         log_weights = []
         for start in range(0, importance_samples, samples_per_step):
             repeated = example.expand(min(samples_per_step, importance_samples - start), *example.shape)
-            posterior = model.posterior(repeated)  # batch (S,), event (D,)
+            posterior = model.posterior(Batch(repeated))  # batch (S,), event (D,)
             loc, scale = posterior.base_dist.loc, posterior.base_dist.scale
             z = loc + scale * torch.randn(loc.shape, generator=generator)  # (S, D)
             log_weights.append(model.observation_model(z).log_prob(repeated) + model.prior(z).log_prob(z)
@@ -126,7 +127,7 @@ def main() -> None:
         same_images = importance_terms(model, x_loop, k, torch.Generator().manual_seed(args.seed + 1))
     print(f"on the loops' {len(x_loop)} images: vectorized NLL {-same_images.log_marginal.mean():.3f} "
           f"(independent samples, for comparison)")
-    print(f"speed-up of vectorized over the loops: "
+    print("speed-up of vectorized over the loops: "
           + ", ".join(f"{total_seconds / vectorized_total:.1f}x ({name})" for name, (_, total_seconds) in loops.items())
           + f"; fast Bernoulli path over the distribution object: {distribution_total / vectorized_total:.2f}x")
     print(json.dumps({

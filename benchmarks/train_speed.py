@@ -186,7 +186,8 @@ def timed(train: Callable[[], object], steps: int, images: int, setup_seconds: f
 def vaekit_worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from vaekit.api import resolve_likelihood
+    from vaekit.data.batch import Batch
+    from vaekit.data.source import resolve_likelihood
     from vaekit.config import RunConfig
     from vaekit.data import load_data
     from vaekit.runtime.device import resolve_device
@@ -224,7 +225,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
             trainer.end_epoch()
 
         def evaluate() -> float:
-            encode = lambda x: model.posterior_parameters(x.view(-1, *splits.event_shape))  # noqa: E731
+            encode = lambda x: model.encode(Batch(x.view(-1, *splits.event_shape)))  # noqa: E731
             decode_logits = lambda z: model.decoder(z).flatten(1)  # noqa: E731
             return test_loss(encode, decode_logits, test_images, args.seed, args.device)
 

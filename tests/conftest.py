@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 # Tests train tiny models, for which one thread is fastest and immune to a busy machine; subprocesses
@@ -15,22 +12,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from helpers import CliResult  # noqa: E402
 from vaekit.cli import main  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion_mnist = pytest.mark.skipif(
-    not (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
-)
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -46,15 +31,6 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
-
-
-def run_subprocess(*args: str, timeout: float = 300, env: dict | None = None) -> CliResult:
-    """Run `python -m vaekit ARGS...` as a separate process (real exit status, real stderr)."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "vaekit", *[str(a) for a in args]],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ run on a GPU machine with `python -m pytest tests/test_cuda.py`."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
@@ -13,13 +12,17 @@ import torch
 from safetensors.torch import load_file
 
 import vaekit.api
-from test_graph_step import OTHER_MODELS
-from test_training import assert_same_run, tensors, tiny
-from vaekit.api import TrainedVAE, train
+from helpers import OTHER_MODELS
+from helpers import assert_same_run, tensors, tiny
+from vaekit.data.batch import Batch
+from vaekit.api import train
+from vaekit.runs.trained import TrainedVAE
 from vaekit.runtime.device import resolve_device
 from vaekit.evaluation.importance import log_likelihood
 from vaekit.runs.directory import build_model
-from vaekit.training.loop import Trainer, TrainingDiverged
+from vaekit.training.guard import TrainingDiverged
+from vaekit.training.loop import Hooks
+from vaekit.training.progress import Progress
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -46,8 +49,8 @@ def test_gpu_and_cpu_compute_the_same_numbers_for_the_same_weights(tmp_path: Pat
     with torch.no_grad():
         for trained in (on_gpu, on_cpu):
             inputs = trained._to_model(x)
-            loc, log_variance = trained.model.posterior_parameters(inputs)
-            figures[trained.device.type] = [loc, log_variance, log_likelihood(trained.model, z.to(trained.device), inputs)]
+            loc, log_variance = trained.model.encode(Batch(inputs))
+            figures[trained.device.type] = [loc, log_variance, log_likelihood(trained.model, z.to(trained.device), Batch(inputs))]
     for gpu_value, cpu_value in zip(figures["cuda"], figures["cpu"]):
         torch.testing.assert_close(gpu_value.cpu(), cpu_value, rtol=1e-4, atol=1e-4)
 
@@ -107,17 +110,13 @@ def test_a_non_finite_gradient_inside_a_graph_stops_before_the_update(tmp_path: 
         built.append(model)
         return model
 
-    steps, beta = itertools.count(1), Trainer.beta
-
-    def beta_poisoning_step_3(self):  # called once per step, before the step
-        if next(steps) == 3:
+    def poisoning_step_3(progress: Progress) -> None:
+        if progress.global_step == 2:
             poison.fill_(float("nan"))
-        return beta(self)
 
     monkeypatch.setattr(vaekit.api, "build_model", poisoned)
-    monkeypatch.setattr(Trainer, "beta", beta_poisoning_step_3)
     with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
-        train(tiny(device="cuda", checkpoint_every_steps=None), tmp_path / "run")
+        train(tiny(device="cuda", checkpoint_every_steps=None), tmp_path / "run", hooks=Hooks(after_step=poisoning_step_3))
     assert all(torch.isfinite(value).all() for value in built[0].state_dict().values()), "the NaN step was taken"
 
 
@@ -137,7 +136,7 @@ def test_a_run_resumed_with_cuda_graphs_switched_goes_on_exactly(tmp_path: Path)
 
 
 def test_conv_networks_train_without_graphs(tmp_path: Path, caplog):
-    caplog.set_level("INFO", logger="vaekit.training.loop")
+    caplog.set_level("INFO", logger="vaekit.training.graphed_step")
     train(tiny(device="cuda", epochs=1).with_overrides({"model": {"architecture": "conv", "conv_channels": (8,)}}),
           tmp_path / "conv")
     assert "convolutional networks train without CUDA graphs" in caplog.text

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import needs_fashion_mnist, run_subprocess
+from helpers import needs_fashion_mnist, run_subprocess
 
 REFERENCE_FLAGS = [
     "--data", "fashion-mnist", "--hidden-sizes", "400", "--latent-dim", "20", "--likelihood", "bernoulli",

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
+from vaekit.data.batch import Batch
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaekit.data import load_data, split_source
+from vaekit.data import split_source
 from vaekit.data.idx import read_idx
 from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE, reparameterize
-from vaekit.model.objectives import elbo, gaussian_kl, iwae, observation_log_prob
+from vaekit.model.objectives import Elbo, Iwae
 from vaekit.runtime.cpu import _openmp_runtime, flush_denormals, torch_threads
-from vaekit.training.loop import Trainer
 
 
 def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:
@@ -43,7 +43,7 @@ def test_bernoulli_log_prob_is_the_distributions_bit_for_bit(shape, binary):
     z = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(2))  # (L, B, D)
     logits = model.decoder(z)
     assert torch.equal(model.likelihood.log_prob(logits, x), model.likelihood(logits).log_prob(x))
-    assert torch.equal(observation_log_prob(model, z, x), model.observation_model(z).log_prob(x))
+    assert torch.equal(model.log_likelihood(z, Batch(x)), model.observation_model(z).log_prob(x))
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 4), (3, 2, 5), (6,)])
@@ -57,7 +57,7 @@ def test_gaussian_log_prob_is_the_distributions_bit_for_bit(shape, variance):
     z = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(2))  # (L, B, D)
     mean = model.decoder(z)
     assert torch.equal(model.likelihood.log_prob(mean, x), model.likelihood(mean).log_prob(x))
-    assert torch.equal(observation_log_prob(model, z, x), model.observation_model(z).log_prob(x))
+    assert torch.equal(model.log_likelihood(z, Batch(x)), model.observation_model(z).log_prob(x))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
@@ -67,7 +67,7 @@ def test_the_direct_log_prob_has_the_distributions_gradients(likelihood):
     x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(1))
     z = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(2))
     gradients = []
-    for log_prob in (lambda: observation_log_prob(model, z, x), lambda: model.observation_model(z).log_prob(x)):
+    for log_prob in (lambda: model.log_likelihood(z, Batch(x)), lambda: model.observation_model(z).log_prob(x)):
         model.zero_grad()
         log_prob().sum().backward()
         gradients.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
@@ -78,9 +78,9 @@ def test_the_direct_log_prob_has_the_distributions_gradients(likelihood):
 def test_elbo_and_iwae_equal_the_bounds_written_with_distribution_objects():
     model = small_vae()
     x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(3))
-    terms = elbo(model, x, 3, torch.Generator().manual_seed(4))
-    q = model.posterior(x)
-    loc, log_variance = model.posterior_parameters(x)
+    terms = Elbo(3).terms(model, Batch(x), torch.Generator().manual_seed(4))
+    q = model.posterior(Batch(x))
+    loc, log_variance = model.encode(Batch(x))
     z = reparameterize(loc, log_variance, 3, torch.Generator().manual_seed(4))
     reconstruction = model.observation_model(z).log_prob(x).mean(0)
     kl = torch.distributions.kl_divergence(q, model.prior(x))
@@ -88,7 +88,7 @@ def test_elbo_and_iwae_equal_the_bounds_written_with_distribution_objects():
     torch.testing.assert_close(terms.kl, kl)
     torch.testing.assert_close(terms.bound, reconstruction - kl)
 
-    bound = iwae(model, x, 4, torch.Generator().manual_seed(5)).bound
+    bound = Iwae(4).terms(model, Batch(x), torch.Generator().manual_seed(5)).bound
     z = reparameterize(loc, log_variance, 4, torch.Generator().manual_seed(5))
     weights = model.observation_model(z).log_prob(x) + model.prior(x).log_prob(z) - q.log_prob(z)
     torch.testing.assert_close(bound, torch.logsumexp(weights, 0) - np.log(4))
@@ -98,52 +98,17 @@ def test_bf16_autocast_reaches_only_the_networks():
     """On CUDA the trainer autocasts to bf16; the CPU's autocast checks the same casts here."""
     model = small_vae()
     x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(3))
-    reference = elbo(model, x, 1, torch.Generator().manual_seed(4))
+    reference = Elbo(1).terms(model, Batch(x), torch.Generator().manual_seed(4))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model.decoder(torch.zeros(2, 3)).dtype == torch.bfloat16  # the products do run in bf16
-        terms = elbo(model, x, 1, torch.Generator().manual_seed(4))
+        terms = Elbo(1).terms(model, Batch(x), torch.Generator().manual_seed(4))
     for name in ("bound", "reconstruction", "kl", "kl_per_dim"):
         value = getattr(terms, name)
         assert value.dtype == torch.float32, name
         torch.testing.assert_close(value, getattr(reference, name), rtol=0.02, atol=0.1)
 
 
-# ----- the trainer ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits():
-    return load_data(DataConfig())
-
-
-def trainer(digits, tmp_path: Path, **settings) -> Trainer:
-    config = TrainConfig(batch_size=32, seed=3, **settings)
-    return Trainer(small_vae("bernoulli", digits.event_shape), digits, config, tmp_path, torch.device("cpu"),
-                   progress_bar=False)
-
-
-def test_a_step_frees_its_gradients_and_returns_the_batch_sums(digits, tmp_path: Path):
-    fitting = trainer(digits, tmp_path)
-    x = fitting.codec.to_model(fitting.train_x[:32])
-    before = elbo(fitting.model, x, 1, torch.Generator().manual_seed(3))  # the noise the step will draw
-    sums = fitting.train_step(x)
-    assert all(p.grad is None for p in fitting.model.parameters())
-    assert not sums.requires_grad
-    expected = torch.stack([before.bound.sum(), before.reconstruction.sum(), before.kl.sum()]).detach()
-    torch.testing.assert_close(sums, expected)
-
-
-def test_batches_gather_the_rows_of_the_epoch_order(digits, tmp_path: Path):
-    fitting = trainer(digits, tmp_path)
-    order = fitting.epoch_order(0)
-    for step, (examples, stored) in enumerate(fitting._batches(order, 0)):
-        assert torch.equal(stored, fitting.train_x[order[step * 32 : (step + 1) * 32]])
-        assert examples == len(stored)
-
-
-def test_bf16_on_a_cpu_warns_and_trains_in_float32(digits, tmp_path: Path, caplog):
-    fitting = trainer(digits, tmp_path, precision="bf16")
-    assert not fitting.bf16 and "stays float32" in caplog.text
-
-
+# ----- CPU settings ---------------------------------------------------------------------------------
 def test_denormals_flush_to_zero_while_training_and_not_after():
     denormal = torch.tensor(2.0**-126) / 2
     assert denormal > 0

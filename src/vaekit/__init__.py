@@ -23,8 +23,8 @@ _EXPORTS = {
     "UserError": "vaekit.errors",
     "VAE": "vaekit.model.vae",
     "train": "vaekit.api",
-    "TrainedVAE": "vaekit.api",
-    "load_data": "vaekit.data",
+    "TrainedVAE": "vaekit.runs.trained",
+    "load_data": "vaekit.data.loading",
 }
 
 __all__ = ["__version__", *_EXPORTS]

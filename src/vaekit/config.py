@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import sys
 from dataclasses import dataclass, field, fields
@@ -247,8 +246,3 @@ def load_toml(path: str | Path) -> RunConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid TOML ({error}); fix the file or see configs/ for examples") from error
     return RunConfig.from_dict(raw, str(path))
-
-
-def save_json(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    payload = {**config.to_dict(), **(extra or {})}
-    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -38,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit.api import TrainedVAE
-    from vaekit.runs.checkpoint import atomic_write_bytes
+    from vaekit.runs.trained import TrainedVAE
+    from vaekit.runs.files import atomic_write_bytes
     from vaekit.errors import UserError
 
     if not args.out.lower().endswith(".npz"):

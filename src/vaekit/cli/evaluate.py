@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.api import TrainedVAE
+    from vaekit.runs.trained import TrainedVAE
     from vaekit.runtime.cpu import flush_denormals, keep_freed_memory, torch_threads
     from vaekit.runtime.device import resolve_device
     from vaekit.runtime.world import joined_world, rank_device

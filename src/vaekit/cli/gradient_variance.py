@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vaekit.studies import gradient_variance as gv
-    from vaekit.runs.checkpoint import atomic_write_text
+    from vaekit.runs.files import atomic_write_text
     from vaekit.config import RunConfig
     from vaekit.runtime.device import resolve_device
     from vaekit.errors import UserError

@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.api import TrainedVAE
+    from vaekit.runs.trained import TrainedVAE
     from vaekit.errors import UserError
     from vaekit.reporting.outputs import write_examples
 

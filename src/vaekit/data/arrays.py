@@ -118,6 +118,16 @@ def _labels(y: np.ndarray, count: int, where: str) -> tuple[np.ndarray, tuple[st
     raise UserError(f"{where}: labels must be integers or strings, not {y.dtype}; save class indices (N,)")
 
 
+def from_array(x: np.ndarray, y: np.ndarray | None = None, description: str = "array") -> RawData:
+    """An array in memory, taken by the rule a .npy file is: uint8 (N, C, H, W) or (N, H, W) are images,
+    anything else numeric is float values; labels as a .npz archive's."""
+    x = np.asarray(x)
+    _check_examples(x, description)
+    stored, kind = _images_or_values(x, description)
+    labels, class_names = _labels(np.asarray(y), len(x), f"{description} labels") if y is not None else (None, None)
+    return RawData(x=stored, y=labels, kind=kind, description=description, class_names=class_names)
+
+
 def read_npy(config: DataConfig) -> RawData:
     """A .npy file of examples (N, ...), without labels."""
     path = Path(config.source)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,7 +28,6 @@ class RawData:
     test_y: np.ndarray | None = None
     columns: tuple[str, ...] | None = None  # table column names, in order
     class_names: tuple[str, ...] | None = None  # label index -> name
-    warnings: list[str] = field(default_factory=list)  # e.g. skipped files, shown by the CLI
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -112,14 +111,24 @@ def fit_codec(raw: RawData, train_x: np.ndarray) -> Codec:
 
 
 def _binarize(splits: Splits, config: DataConfig, names: tuple[str, ...]) -> Splits:
+    """Draw each pixel's 0 or 1 from its grey level, once, for the named splits (fixed by split_seed)."""
     if not isinstance(splits.codec, (PixelCodec, IdentityCodec)) or not in_unit_interval(splits.train.x):
         raise UserError(
             f"{splits.raw.description}: binarize = {config.binarize!r} needs pixels or values in [0, 1]; "
             "set binarize = 'none' for real-valued data"
         )
+    streamed = not isinstance(splits.train.x, np.ndarray)  # a folder on disk (vaekit.data.streaming.ImageFiles)
+    if streamed and "train" in names:
+        raise UserError(
+            f"{config.source}: binarize = 'static' draws every image once, in memory, and cannot stream; "
+            "use --binarize dynamic, or --no-stream if the decoded images fit in memory"
+        )
     rng = np.random.default_rng(config.split_seed + 1)
     for name in names:
         split = getattr(splits, name)
+        if streamed:  # each image by a draw of its own, seeded by split_seed and its place in the folder
+            setattr(splits, name, Split(split.x.binarized(config.split_seed + 1), split.y))
+            continue
         probability = split.x.astype(np.float32) / (255.0 if split.x.dtype == np.uint8 else 1.0)
         drawn = rng.random(probability.shape, dtype=np.float32) < probability
         stored = (drawn * 255).astype(np.uint8) if split.x.dtype == np.uint8 else drawn.astype(np.float32)
@@ -129,3 +138,22 @@ def _binarize(splits: Splits, config: DataConfig, names: tuple[str, ...]) -> Spl
 
 def in_unit_interval(x: np.ndarray) -> bool:
     return x.dtype == np.uint8 or (x.size > 0 and float(x.min()) >= 0.0 and float(x.max()) <= 1.0)
+
+
+def resolve_likelihood(requested: str, splits: Splits) -> str:
+    """auto: Bernoulli for pixels or values in [0, 1], Gaussian for anything else (and for tables)."""
+    unit = in_unit_interval(splits.train.x) and splits.raw.kind != TABLE
+    if requested == "auto":
+        return "bernoulli" if unit else "gaussian"
+    every_split = [splits.train.x, splits.validation.x, splits.test.x]
+    if requested == "bernoulli" and not all(in_unit_interval(x) for x in every_split if len(x)):
+        low = min(float(x.min()) for x in every_split if len(x))
+        high = max(float(x.max()) for x in every_split if len(x))
+        raise UserError(
+            f"{splits.raw.description}: likelihood = 'bernoulli' needs values in [0, 1], but the data spans "
+            f"[{low:.3g}, {high:.3g}]; use --likelihood gaussian"
+        )
+    if requested == "bernoulli" and isinstance(splits.codec, StandardizeCodec):
+        # A table of values in [0, 1] is standardized for a Gaussian; Bernoulli needs it unscaled.
+        splits.codec = IdentityCodec()
+    return requested

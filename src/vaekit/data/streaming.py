@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,10 @@ from PIL import ExifTags, Image
 from torch.utils.data import DataLoader, Dataset
 
 from vaekit.config import DataConfig
-from vaekit.data import detect_format, load_data
 from vaekit.data.images import (
     DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, check_sizes, decode_image, folder_labels, image_files, visible_files,
 )
-from vaekit.data.source import IMAGE, RawData, Split, Splits, split_source
+from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -167,36 +165,9 @@ def estimated_decoded_bytes(config: DataConfig) -> int:
     return len(files) * height * width * (1 if grey else 3)
 
 
-def should_stream(config: DataConfig) -> bool:
-    """`stream` when set; otherwise whether an image folder is too large to hold decoded in memory."""
-    if config.stream is not None:
-        return config.stream
-    if detect_format(config) != "images":
-        return False
+def too_large_for_memory(config: DataConfig) -> bool:
+    """Whether an image folder's decoded pixels would take more than STREAM_ABOVE_MEMORY_FRACTION of memory."""
     return estimated_decoded_bytes(config) > STREAM_ABOVE_MEMORY_FRACTION * memory_bytes()
-
-
-def load_training_data(config: DataConfig) -> Splits:
-    """The splits to train on: an image folder streams when asked or too large; the rest goes to memory."""
-    if not should_stream(config):
-        return load_data(config)
-    data_format = detect_format(config)
-    if data_format != "images":
-        raise UserError(
-            f"{config.source}: stream = true applies to image folders, and this is {data_format} data, which is read "
-            "into memory; drop --stream"
-        )
-    if config.binarize == "static":
-        raise UserError(
-            f"{config.source}: binarize = 'static' draws every image once, in memory, and cannot stream; "
-            "use --binarize dynamic, or --no-stream if the decoded images fit in memory"
-        )
-    splits = split_source(read_streamed_folder(config), replace(config, binarize="none"))
-    if config.binarize == "dynamic":  # training batches are drawn by the trainer; evaluation images once, here
-        for name in ("validation", "test"):
-            split = getattr(splits, name)
-            setattr(splits, name, Split(split.x.binarized(config.split_seed + 1), split.y))
-    return splits
 
 
 def is_streamed(stored: Any) -> bool:

@@ -20,15 +20,14 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from vaekit.data.batch import Batch
 from vaekit.data.codec import Codec
+from vaekit.evaluation.bounds import EVAL_BATCH
+from vaekit.model.objectives import gaussian_kl, log_importance_weights
+from vaekit.model.vae import VAE, reparameterize
 from vaekit.runtime.world import SINGLE_PROCESS, World
-from vaekit.model.likelihoods import BernoulliLikelihood
-from vaekit.model.vae import VAE
-from vaekit.model.objectives import bound_figures, elbo, gaussian_kl, iwae
 
-EVAL_BATCH = 1000  # large batches amortize per-call overhead; memory stays small for MLP-sized models
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit whose posterior mean varies less over the data is unused
 # Decoder outputs (samples × examples × data dimensions) held at once: 16 MiB of float32 logits on a CPU, so
 # memory stays bounded for any K and any number of examples; the hidden activations are of the same order.
@@ -39,35 +38,6 @@ ELEMENTS_PER_CHUNK = 1 << 22
 GPU_ELEMENTS_PER_CHUNK = 1 << 25
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all), for a progress bar in the CLI
-
-
-@torch.no_grad()
-def dataset_elbo(
-    model: VAE,
-    stored: np.ndarray | torch.Tensor,
-    codec: Codec,
-    mc_samples: int = 1,
-    seed: int = 0,
-    batch_size: int = EVAL_BATCH,
-    iwae_samples: int | None = None,
-) -> dict[str, float]:
-    """Mean ELBO, reconstruction term and KL over a split (stored form), deterministic given `seed`.
-
-    With `iwae_samples` K, also the importance-weighted bound ("iwae", what an IWAE run optimizes);
-    the ELBO then comes from the same K samples (their mean log-likelihood minus the KL).
-    """
-    device = next(model.parameters()).device
-    stored = torch.as_tensor(stored)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(stored), batch_size):
-        x = codec.to_model(stored[start : start + batch_size].to(device))
-        terms = elbo(model, x, mc_samples, generator) if iwae_samples is None else iwae(model, x, iwae_samples, generator)
-        totals += torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-    model.train(was_training)
-    return bound_figures(totals / max(len(stored), 1), iwae_samples is not None)
 
 
 @dataclass
@@ -90,19 +60,10 @@ def samples_per_chunk(examples: int, event_size: int, elements: int = ELEMENTS_P
     return max(1, elements // max(1, examples * event_size))
 
 
-def log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) (K, B) for latents z (K, B, D) and data x (B, *event_shape).
-
-    Bernoulli takes a fast path with the numbers of `Independent(Bernoulli(logits), ·).log_prob`:
-    log p(x|z) = Σ x·l − Σ softplus(l), where Σ x·l is one batched matrix product: less work than the
-    elementwise BCE that the distribution computes (benchmarks/evaluate_speed.py times both).
-    Any other likelihood goes through its `torch.distributions` object.
-    """
-    out = model.decoder(z)  # (K, B, *event_shape)
-    if isinstance(model.likelihood, BernoulliLikelihood):
-        logits = out.flatten(start_dim=z.dim() - 1)  # (K, B, P) for P data dimensions
-        return torch.einsum("kbp,bp->kb", logits, x.flatten(start_dim=1)) - F.softplus(logits).sum(-1)
-    return model.likelihood(out).log_prob(x)
+def log_likelihood(model: VAE, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """log p(x|z) (K, B) of K importance samples z (K, B, D): the likelihood's path for many samples
+    (for Bernoulli pixels one batched matrix product, `BernoulliLikelihood.importance_log_prob`)."""
+    return model.likelihood.importance_log_prob(model.decoder(z), batch.x)
 
 
 def running_logsumexp(running: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
@@ -118,27 +79,21 @@ def importance_terms(
     generator: torch.Generator | None = None,
     samples_at_once: int | None = None,
     on_chunk: Callable[[], None] | None = None,
-    log_likelihood_fn: Callable[[VAE, torch.Tensor, torch.Tensor], torch.Tensor] = log_likelihood,
+    log_likelihood_fn: Callable[[VAE, torch.Tensor, Batch], torch.Tensor] = log_likelihood,
 ) -> ImportanceTerms:
     """K = `importance_samples` draws zₖ ~ q(z|x) for each example of x (B, *event_shape), decoded
     `samples_at_once` samples at a time as a (k, B, D) batch; the log weights fold into a running
     logsumexp, so memory does not grow with K. `log_likelihood_fn` computes log p(x|z) (k, B)."""
-    loc, log_variance = model.posterior_parameters(x)  # (B, D) each
-    std = torch.exp(0.5 * log_variance)
-    log_std = (0.5 * log_variance).sum(-1)  # (B,)
+    batch = Batch(x)
+    loc, log_variance = model.encode(batch)  # (B, D) each
     event_size = math.prod(x.shape[1:])
     chunk = samples_at_once or samples_per_chunk(len(x), event_size, chunk_budget(x.device))
     running = torch.full((len(x),), -math.inf, device=x.device, dtype=x.dtype)
     reconstruction = torch.zeros(len(x), device=x.device, dtype=torch.float64)
     for start in range(0, importance_samples, chunk):
-        eps = torch.randn(
-            (min(chunk, importance_samples - start), *loc.shape), generator=generator, device=x.device, dtype=x.dtype
-        )
-        z = loc + std * eps  # (k, B, D)
-        log_px_given_z = log_likelihood_fn(model, z, x)  # (k, B)
-        # log p(z) − log q(z|x) for Gaussians N(0, I) and N(μ, σ²): the log 2π terms cancel.
-        log_prior_ratio = 0.5 * (eps.square() - z.square()).sum(-1) + log_std
-        running = running_logsumexp(running, log_px_given_z + log_prior_ratio)
+        z = reparameterize(loc, log_variance, min(chunk, importance_samples - start), generator)  # (k, B, D)
+        log_px_given_z = log_likelihood_fn(model, z, batch)  # (k, B)
+        running = running_logsumexp(running, log_importance_weights(loc, log_variance, z, log_px_given_z))
         reconstruction += log_px_given_z.sum(0, dtype=torch.float64)
         if on_chunk is not None:
             on_chunk()

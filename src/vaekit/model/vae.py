@@ -2,6 +2,11 @@
 
 q(z|x) = N(μ(x), diag σ²(x)) comes from the encoder's μ and log σ² heads; samples use the
 reparameterization z = μ + σ·ε with ε ~ N(0, I), so gradients reach the encoder through the sample.
+
+What the objectives and the engine ask of a model (README, Architecture): `encode(batch)` gives
+μ and log σ², `log_likelihood(z, batch)` gives log p(x|z) for every draw of z, and `latent_dim`.
+Both take the whole `Batch`, so a model conditioned on labels, or a decoder that reads x itself
+(autoregressive, over a padded sequence), fits the same interface.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.config import ModelConfig
-from vaekit.model.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vaekit.data.batch import Batch
+from vaekit.model.likelihoods import LIKELIHOODS
 from vaekit.model.networks import build_networks
 
 
@@ -23,20 +29,24 @@ class VAE(nn.Module):
         self.event_shape = tuple(event_shape)
         self.latent_dim = config.latent_dim
         self.encoder, self.decoder = build_networks(config, self.event_shape)
-        if likelihood == "bernoulli":
-            self.likelihood: nn.Module = BernoulliLikelihood(self.event_shape)
-        elif likelihood == "gaussian":
-            self.likelihood = GaussianLikelihood(self.event_shape, config.gaussian_variance)
-        else:
-            raise ValueError(f"likelihood must be resolved to bernoulli or gaussian, not {likelihood!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be resolved to one of {', '.join(LIKELIHOODS)}, not {likelihood!r}")
+        self.likelihood: nn.Module = LIKELIHOODS[likelihood](self.event_shape, config)
 
-    def posterior_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """μ(x) and log σ²(x), each (B, D)."""
-        return self.encoder(x)
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(x) and log σ²(x) of q(z|x), each (B, D), in x's precision: under bf16 autocast the encoder's
+        products run in bf16, the bound's arithmetic does not (without autocast the casts are no-ops)."""
+        loc, log_variance = self.encoder(batch.x)
+        return loc.to(batch.x.dtype), log_variance.to(batch.x.dtype)
 
-    def posterior(self, x: torch.Tensor) -> Distribution:
+    def log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """log p(x|z) (..., B) for latents z (..., B, D): the numbers of `observation_model(z).log_prob(x)`,
+        from the likelihood's direct path rather than a distribution object built at every step."""
+        return self.likelihood.log_prob(self.decoder(z).to(batch.x.dtype), batch.x)
+
+    def posterior(self, batch: Batch) -> Distribution:
         """q(z|x) with event shape (D,) and batch shape (B,)."""
-        loc, log_variance = self.posterior_parameters(x)
+        loc, log_variance = self.encode(batch)
         return Independent(Normal(loc, torch.exp(0.5 * log_variance)), 1)
 
     def prior(self, like: torch.Tensor | None = None) -> Distribution:

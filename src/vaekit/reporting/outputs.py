@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaekit.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from vaekit.runs.files import atomic_write_bytes, atomic_write_text
 from vaekit.data.source import ARRAY, IMAGE
 from vaekit.errors import UserError
 from vaekit.reporting.pictures import image_grid, save_reconstruction_grid

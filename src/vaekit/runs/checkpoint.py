@@ -1,29 +1,17 @@
-"""Crash-safe, pickle-free files: weights and training state as safetensors, written atomically.
-
-Every file is written to a temporary sibling (`.NAME.XXXX.tmp`), flushed to disk and renamed over
-the old one, so a kill at any instant leaves either the old file or the new one, never a torn one;
-a killed write leaves only its temporary, which the next resume removes. Nothing read here is
-trusted: a file that is not safetensors (a pickle, say) is refused without being unpickled, and
-names, shapes and dtypes are checked against the model before use.
-"""
+"""The training state of a run as one safetensors file, for an exact resume: no pickle, nothing trusted."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from vaekit.training.averaging import WeightAverage
 from vaekit.errors import UserError
-from vaekit.training.optim import Adam
+from vaekit.runs.files import atomic_write_bytes
+from vaekit.runs.weights import HasState, check_and_load, read_safetensors, safetensors_bytes
 
 MODEL_PREFIX = "model."
 AVERAGE_PREFIX = "average."
@@ -32,102 +20,26 @@ GENERATOR_PREFIX = "generator."
 STATE_KEY = "vaekit_state"  # JSON of everything that is not a tensor, in the safetensors header
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+class Optimizer(Protocol):
+    """torch.optim's layout of an optimizer's state, which vaekit's Adam keeps too."""
+
+    param_groups: list[dict[str, Any]]
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, saved: dict[str, Any]) -> None: ...
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory handles
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {key: value.detach().to("cpu").contiguous().clone() for key, value in tensors.items()}
-
-
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    atomic_write_bytes(path, save_safetensors_bytes(_contiguous(model.state_dict()), metadata))
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and header metadata of a safetensors file; anything else (a pickle, say) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing; the run directory is incomplete (was training interrupted before epoch 1?)")
-    blob = path.read_bytes()
-    try:
-        tensors = load_safetensors_bytes(blob)
-        header_size = int.from_bytes(blob[:8], "little")
-        metadata = json.loads(blob[8 : 8 + header_size]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as error:
-        what = "a pickle, which could run code if loaded" if _looks_pickled(blob) else str(error)
-        raise UserError(
-            f"{path}: not a safetensors file ({what}); vaekit loads weights only from safetensors and never "
-            "unpickles, so re-create the run with `vaekit train`"
-        ) from error
-    return tensors, metadata
-
-
-def _looks_pickled(blob: bytes) -> bool:
-    """A pickle (protocol 2 and up start with PROTO) or torch.save's zip, which holds one."""
-    return blob[:1] == b"\x80" or blob[:4] == b"PK\x03\x04"
-
-
-def check_and_load(module: nn.Module | WeightAverage, tensors: dict[str, torch.Tensor], origin: Path) -> None:
-    """Load `tensors` into `module` (or a weight average) after checking names, shapes and dtypes against it."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise UserError(
-            f"{origin}: weights do not match the run's config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            "the file belongs to another model"
-        )
-    for name, value in expected.items():
-        stored = tensors[name]
-        if stored.shape != value.shape or stored.dtype != value.dtype:
-            raise UserError(
-                f"{origin}: {name} is {tuple(stored.shape)} {stored.dtype} but the config needs "
-                f"{tuple(value.shape)} {value.dtype}; the file belongs to another model"
-            )
-    module.load_state_dict(tensors)
-
-
-def load_weights(module: nn.Module, path: Path) -> None:
-    tensors, _ = read_safetensors(path)
-    check_and_load(module, tensors, Path(path))
+class Average(HasState, Protocol):
+    def reset(self) -> None: ...
 
 
 def save_training_state(
     path: Path,
     model: nn.Module,
-    optimizer: Adam | torch.optim.Optimizer,
+    optimizer: Optimizer,
     generators: dict[str, torch.Generator],
     state: dict[str, Any],
-    average: WeightAverage | None = None,
+    average: Average | None = None,
 ) -> None:
     """Everything that shapes the future of a run, in one atomically written safetensors file.
 
@@ -149,11 +61,11 @@ def save_training_state(
     for name, generator in generators.items():
         tensors[GENERATOR_PREFIX + name] = generator.get_state()
     header = {"state": state, "optimizer_scalars": scalars}
-    atomic_write_bytes(path, save_safetensors_bytes(_contiguous(tensors), {STATE_KEY: json.dumps(header)}))
+    atomic_write_bytes(path, safetensors_bytes(tensors, {STATE_KEY: json.dumps(header)}))
 
 
 def load_training_state(
-    path: Path, model: nn.Module, optimizer: Adam | torch.optim.Optimizer, average: WeightAverage | None = None
+    path: Path, model: nn.Module, optimizer: Optimizer, average: Average | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model, optimizer and weight average from `save_training_state`; returns the saved
     `state` and the generator states by name, for the caller to restore (it knows which devices they
@@ -183,7 +95,7 @@ def load_training_state(
 
 
 def _load_optimizer_state(
-    optimizer: Adam | torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], path: Path
+    optimizer: Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], path: Path
 ) -> None:
     """Per-parameter state (Adam's moments and step) into `optimizer`, checked against its parameters."""
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -215,8 +127,3 @@ def _load_optimizer_state(
         raise UserError(f"{path}: optimizer state does not fit ({error}); the checkpoint belongs to another model") from error
 
 
-def remove_stale_temporaries(directory: Path, names: tuple[str, ...]) -> None:
-    """Delete the temporaries `atomic_write_bytes` leaves behind when killed mid-write."""
-    for name in names:
-        for temporary in Path(directory).glob(f".{name}.*.tmp"):
-            temporary.unlink(missing_ok=True)

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from vaekit import __version__
-from vaekit.runs.checkpoint import atomic_write_text, load_weights
+from vaekit.runs.files import atomic_write_text
+from vaekit.runs.weights import load_weights
 from vaekit.config import RunConfig
 from vaekit.data.codec import Codec, codec_from_dict
 from vaekit.errors import UserError

@@ -2,7 +2,7 @@
 
 torch's thread count, flushing of denormal floats, and glibc's habit of returning freed memory to
 the kernel: each measured in benchmarks/ and each applied only around the work that needs it
-(`Trainer.cpu_settings`, `vaekit evaluate`).
+(`cpu_settings` for training, `vaekit evaluate`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ctypes
 import functools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -125,3 +125,13 @@ def keep_freed_memory() -> None:
     mallopt(m_mmap_threshold, 1 << 30)
     mallopt(m_trim_threshold, 1 << 30)
     mallopt(m_top_pad, 64 << 20)
+
+
+@contextmanager
+def cpu_settings(device: torch.device, threads: int | None) -> Iterator[None]:
+    """What training runs under: `threads` CPU threads, and on a CPU denormals flushed and freed memory
+    kept for reuse."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    with torch_threads(threads), flush_denormals() if device.type == "cpu" else nullcontext():
+        yield

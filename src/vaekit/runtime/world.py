@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,10 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaekit.data.codec import Codec
 from vaekit.errors import UserError
-from vaekit.model.vae import VAE
-from vaekit.model.objectives import BoundTerms, bound_figures, elbo, iwae
 
 logger = logging.getLogger(__name__)
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
@@ -162,93 +159,3 @@ def rank_device(device: torch.device, world: World) -> torch.device:
     if device.type != "cpu":
         raise UserError(f"distributed training runs on CUDA GPUs or CPUs, not {device.type}; pass --device cpu")
     return device
-
-
-# ----- the bound and loss of one rank's shard -------------------------------------------------------
-def bound_from_noise(model: VAE, x: torch.Tensor, eps: torch.Tensor, objective: str = "elbo") -> BoundTerms:
-    """`objectives.elbo` (or `iwae`) of x (B, *event_shape) with the standard-normal draws ε (S, B, D)
-    given rather than drawn, S being L (or K): a rank's slice of the global batch's ε."""
-    bound = iwae if objective == "iwae" else elbo
-    return bound(model, x, eps.shape[0], noise=eps)
-
-
-def shard_loss(
-    terms: BoundTerms, global_batch: int, world: World, beta: float = 1.0, free_bits: float = 0.0,
-    objective: str = "elbo",
-) -> torch.Tensor:
-    """This rank's part of `objectives.training_loss` over a global batch of `global_batch` examples.
-
-    Scaled by the number of ranks, so that the mean over ranks of these values is the global
-    batch's loss, and the mean of their gradients (what DDP computes) is its gradient. Free bits
-    floor each latent dimension's KL averaged over the *global* batch, so that average is summed
-    over the ranks first; a floored dimension contributes no gradient, as under `clamp`.
-    """
-    scale = world.size / global_batch
-    if objective == "iwae":
-        return -terms.bound.sum() * scale
-    kl_sums = terms.kl_per_dim.sum(0)  # (D,)
-    if free_bits > 0:
-        batch_mean = world.all_reduce_sum(kl_sums.detach().clone()) / global_batch
-        floor = torch.full_like(kl_sums, free_bits / scale)  # λ per rank after scaling
-        kl_sums = torch.where(batch_mean < free_bits, floor, kl_sums)
-    return -(terms.reconstruction.sum() - beta * kl_sums.sum()) * scale
-
-
-class ShardObjective(nn.Module):
-    """The VAE's loss on one rank's shard, as a module for DistributedDataParallel to wrap: DDP
-    needs the forward pass to go through it to all-reduce the gradients in the backward pass.
-
-    Its state is the VAE's, under `model.`; weights are always saved from the VAE itself.
-    """
-
-    def __init__(self, model: VAE, world: World, objective: str, free_bits: float):
-        super().__init__()
-        self.model, self.world, self.objective, self.free_bits = model, world, objective, free_bits
-
-    def forward(
-        self, x: torch.Tensor, eps: torch.Tensor, global_batch: int, beta: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scaled loss and the shard's sums of the bound, reconstruction and KL terms (3,)."""
-        if len(x):
-            terms = bound_from_noise(self.model, x, eps, self.objective)
-        else:  # a last batch smaller than the ranks leaves this one none of it; it still takes part
-            terms = _no_terms(self.model.latent_dim, x)
-        loss = shard_loss(terms, global_batch, self.world, beta, self.free_bits, self.objective)
-        if not len(x):  # DDP all-reduces a gradient for every parameter: zeros, from here
-            loss = loss + 0.0 * sum(p.sum() for p in self.parameters())
-        return loss, torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()]).detach()
-
-
-def _no_terms(latent_dim: int, like: torch.Tensor) -> BoundTerms:
-    """The terms of no examples (torch.distributions cannot take an empty batch)."""
-    empty = torch.zeros(0, device=like.device, dtype=like.dtype)
-    return BoundTerms(empty, empty, empty, torch.zeros(0, latent_dim, device=like.device, dtype=like.dtype))
-
-
-@torch.no_grad()
-def sharded_elbo(
-    model: VAE, batches: Iterable[tuple[int, torch.Tensor]], codec: Codec, world: World, seed: int = 0,
-    iwae_samples: int | None = None,
-) -> dict[str, float]:
-    """`evaluation.dataset_elbo` over batches that each rank holds a shard of: the same figures.
-
-    `batches` gives, per batch of the split, its size and this rank's `World.shard` of it in stored
-    form. ε is drawn for the whole batch from a generator seeded as `dataset_elbo` seeds its own, and
-    the sums are all-reduced, so every rank returns what one process would have computed alone.
-    """
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
-    examples = 0
-    was_training = model.training
-    model.eval()
-    for count, stored in batches:
-        eps = torch.randn((iwae_samples or 1, count, model.latent_dim), generator=generator, device=device)
-        examples += count
-        if not len(stored):  # a last batch smaller than the ranks may leave this one nothing
-            continue
-        terms = bound_from_noise(model, codec.to_model(stored.to(device)), eps[:, world.shard(count)],
-                                 "elbo" if iwae_samples is None else "iwae")
-        totals += torch.stack([terms.bound.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-    model.train(was_training)
-    return bound_figures(world.all_reduce_sum(totals) / max(examples, 1), iwae_samples is not None)

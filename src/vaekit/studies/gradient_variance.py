@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
-from vaekit.runs.checkpoint import atomic_write_bytes
+from vaekit.runs.files import atomic_write_bytes
 from vaekit.config import RunConfig
+from vaekit.data.batch import Batch
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
 
@@ -42,7 +43,7 @@ Surrogate = Callable[[VAE, torch.Tensor, torch.Tensor, str], torch.Tensor]
 
 def pathwise_surrogate(model: VAE, x: torch.Tensor, noise: torch.Tensor, kl: str) -> torch.Tensor:
     """The Monte-Carlo ELBO at z = μ + σ·ε, batch-averaged: autograd differentiates through z."""
-    posterior = model.posterior(x)
+    posterior = model.posterior(Batch(x))
     z = posterior.base_dist.loc + posterior.base_dist.scale * noise  # (B, D)
     log_likelihood = model.observation_model(z).log_prob(x)  # (B,)
     if kl == "analytic":
@@ -52,7 +53,7 @@ def pathwise_surrogate(model: VAE, x: torch.Tensor, noise: torch.Tensor, kl: str
 
 def score_function_surrogate(model: VAE, x: torch.Tensor, noise: torch.Tensor, kl: str) -> torch.Tensor:
     """⊥f·log q(⊥z|x) plus f's own dependence on φ, batch-averaged: no gradient passes through z."""
-    posterior = model.posterior(x)
+    posterior = model.posterior(Batch(x))
     with torch.no_grad():
         z = posterior.base_dist.loc + posterior.base_dist.scale * noise  # (B, D)
         log_likelihood = model.observation_model(z).log_prob(x)  # (B,); the decoder's weights are not φ
@@ -289,7 +290,7 @@ def trained_model_and_batch(
     run_dir: Path, settings: GradientVarianceSettings, device: torch.device
 ) -> tuple[VAE, torch.Tensor, str]:
     """A run's best weights and a fixed minibatch of its test split."""
-    from vaekit.data import load_data
+    from vaekit.data.loading import load_data
     from vaekit.runs.directory import load_model
 
     model, config, info = load_model(run_dir, device)
@@ -302,8 +303,8 @@ def fresh_model_and_batch(
     config: RunConfig, settings: GradientVarianceSettings, device: torch.device
 ) -> tuple[VAE, torch.Tensor, str]:
     """A freshly initialized model for `config`'s data (weights seeded by `settings.seed`) and a test minibatch."""
-    from vaekit.api import resolve_likelihood
-    from vaekit.data import load_data
+    from vaekit.data.loading import load_data
+    from vaekit.data.source import resolve_likelihood
 
     splits = load_data(config.data)
     with torch.random.fork_rng(devices=[]):  # initialization draws from the global generator; keep the caller's intact

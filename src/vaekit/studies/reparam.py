@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vaekit.runs.checkpoint import atomic_write_bytes
+from vaekit.runs.files import atomic_write_bytes
 from vaekit.errors import UserError
 
 Array = np.ndarray

@@ -34,10 +34,6 @@ class WeightAverage:
         self.parameters = [p for _, p in named]
         self.average = [p.detach().clone() for p in self.parameters]
 
-    @property
-    def enabled(self) -> bool:
-        return self.decay > 0
-
     @torch.no_grad()
     def reset(self) -> None:
         """Start the average at the weights as they are now."""

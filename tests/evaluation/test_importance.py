@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from conftest import needs_fashion_mnist
+from helpers import needs_fashion_mnist
+from vaekit.data.batch import Batch
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
 from vaekit.data.codec import IdentityCodec
@@ -26,7 +27,7 @@ from vaekit.evaluation.importance import (
     running_logsumexp, samples_per_chunk,
 )
 from vaekit.model.vae import VAE
-from vaekit.model.objectives import gaussian_kl, iwae
+from vaekit.model.objectives import Iwae, gaussian_kl
 
 DATA_DIM, LATENT_DIM = 6, 2
 NOISE_STD = 0.5
@@ -70,7 +71,7 @@ class LinearGaussian:
     def exact_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """E_q[log N(x; Wz + b, σ²I)] − KL(q ‖ p) = log N(x; Wμ + b, σ²I) − Σⱼ sⱼ²‖Wⱼ‖²/(2σ²) − KL."""
         with torch.no_grad():
-            loc, log_variance = (t.double() for t in self.model.posterior_parameters(x))
+            loc, log_variance = (t.double() for t in self.model.encode(Batch(x)))
         mean = loc @ self.W.T + self.b
         fit = Independent(Normal(mean, NOISE_STD), 1).log_prob(x.double())
         spread = (log_variance.exp() * self.W.square().sum(0)).sum(-1) / (2 * NOISE_STD**2)
@@ -145,7 +146,7 @@ def test_fast_bernoulli_path_matches_the_distribution():
     z = 3 * torch.randn(7, 11, 3)
     for x in (torch.bernoulli(torch.rand(11, 1, 4, 5)), torch.rand(11, 1, 4, 5)):
         expected = model.observation_model(z).log_prob(x)
-        assert torch.allclose(log_likelihood(model, z, x), expected, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(log_likelihood(model, z, Batch(x)), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_one_chunk_matches_the_iwae_objective():
@@ -155,7 +156,7 @@ def test_one_chunk_matches_the_iwae_objective():
     x = torch.bernoulli(torch.rand(9, 1, 4, 4))
     with torch.no_grad():
         ours = importance_terms(model, x, 40, torch.Generator().manual_seed(5), samples_at_once=40)
-        theirs = iwae(model, x, 40, torch.Generator().manual_seed(5))
+        theirs = Iwae(40).terms(model, Batch(x), torch.Generator().manual_seed(5))
     assert torch.allclose(ours.log_marginal, theirs.bound, atol=1e-4)
     assert torch.allclose(ours.reconstruction, theirs.reconstruction, atol=1e-4)
 

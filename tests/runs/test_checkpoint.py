@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 import vaekit
-from vaekit.runs.checkpoint import (
-    atomic_write_bytes, load_training_state, load_weights, read_safetensors, remove_stale_temporaries,
-    save_training_state, save_weights,
-)
+from vaekit.data.batch import Batch
+from vaekit.runs.checkpoint import load_training_state, save_training_state
+from vaekit.runs.files import atomic_write_bytes, remove_stale_temporaries
+from vaekit.runs.weights import load_weights, read_safetensors, save_weights
 from vaekit.config import ModelConfig
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
@@ -32,7 +32,7 @@ def small_vae(hidden: int = 16) -> VAE:
 
 def adam_step(model: VAE, optimizer: torch.optim.Optimizer, seed: int) -> None:
     x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
-    loss = -model.observation_model(model.posterior_parameters(x)[0]).log_prob(x).mean()
+    loss = -model.observation_model(model.encode(Batch(x))[0]).log_prob(x).mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

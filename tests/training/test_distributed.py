@@ -24,16 +24,18 @@ import torch
 from PIL import Image
 
 import vaekit.runtime.world
-from vaekit.runs.checkpoint import read_safetensors
+from vaekit.runs.weights import read_safetensors
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.source import split_source
 from vaekit.data.digits import read_digits
 from vaekit.data.codec import PixelCodec
-from vaekit.runtime.world import ShardObjective, World, bound_from_noise, launched_by_torchrun, sharded_elbo
-from vaekit.evaluation.importance import dataset_elbo
+from vaekit.data.batch import Batch
+from vaekit.evaluation.bounds import dataset_bound
+from vaekit.runtime.world import World, launched_by_torchrun
+from vaekit.training.sharded_step import ShardObjective
 from vaekit.model.vae import VAE
 from vaekit.errors import UserError
-from vaekit.model.objectives import elbo, iwae, training_loss
+from vaekit.model.objectives import Elbo, Iwae
 from vaekit.training.loop import Trainer
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -60,19 +62,19 @@ def _model(likelihood: str = "bernoulli") -> VAE:
     return VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), (1, 8, 8), likelihood)
 
 
-@pytest.mark.parametrize("iwae_samples", [None, 5])
-def test_sharded_validation_equals_dataset_elbo_in_one_process(iwae_samples):
-    """The validation figures of the sharded path (torchrun, streamed folders) are dataset_elbo's,
-    for the ELBO and for an IWAE run's bound, from the same seed."""
+@pytest.mark.parametrize("objective", [Elbo(), Iwae(5)], ids=["elbo", "iwae"])
+def test_the_ranks_shares_of_a_dataset_bound_add_up_to_one_process_figures(objective, monkeypatch):
+    """Each rank's `dataset_bound` over its shards (the all-reduce left out) is its share of the figures one
+    process computes from the same seed: the ranks draw the same ε and each keeps its slice."""
     model = _model()
     stored = torch.randint(0, 256, (70, 1, 8, 8), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
-    codec = PixelCodec()
-    expected = dataset_elbo(model, stored, codec, seed=4, batch_size=30, iwae_samples=iwae_samples)
-    batches = ((len(stored[start:start + 30]), stored[start:start + 30]) for start in range(0, 70, 30))
-    sharded = sharded_elbo(model, batches, codec, World(), seed=4, iwae_samples=iwae_samples)
-    assert sharded.keys() == expected.keys() == ({"elbo", "reconstruction", "kl"} | ({"iwae"} if iwae_samples else set()))
+    expected = dataset_bound(model, stored.numpy(), PixelCodec(), objective, seed=4, batch_size=30)
+    monkeypatch.setattr(World, "all_reduce_sum", lambda self, tensor: tensor)  # each rank's own share
+    shares = [dataset_bound(model, stored.numpy(), PixelCodec(), objective, seed=4, world=World(rank, 3), batch_size=30)
+              for rank in range(3)]
+    assert expected.keys() == {"elbo", "reconstruction", "kl"} | ({"iwae"} if isinstance(objective, Iwae) else set())
     for key in expected:
-        assert sharded[key] == pytest.approx(expected[key], rel=1e-6)
+        assert sum(share[key] for share in shares) == pytest.approx(expected[key], rel=1e-6)
 
 
 def test_shards_cover_every_example_once_and_differ_by_at_most_one():
@@ -83,13 +85,12 @@ def test_shards_cover_every_example_once_and_differ_by_at_most_one():
             assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
 
 
-@pytest.mark.parametrize("objective, samples", [("elbo", 1), ("elbo", 3), ("iwae", 5)])
-def test_the_bound_from_given_noise_is_the_objectives_bound(objective, samples):
+@pytest.mark.parametrize("objective", [Elbo(1), Elbo(3), Iwae(5)], ids=["elbo-1", "elbo-3", "iwae-5"])
+def test_the_bound_from_given_noise_is_the_bound_from_drawn_noise(objective):
     model, x = _model(), torch.rand(6, 1, 8, 8)
-    bound = elbo if objective == "elbo" else iwae
-    expected = bound(model, x, samples, torch.Generator().manual_seed(1))
-    eps = torch.randn((samples, 6, 3), generator=torch.Generator().manual_seed(1))
-    got = bound_from_noise(model, x, eps, objective)
+    expected = objective.terms(model, Batch(x), torch.Generator().manual_seed(1))
+    eps = torch.randn((objective.samples, 6, 3), generator=torch.Generator().manual_seed(1))
+    got = objective.terms(model, Batch(x), noise=eps)
     for name in ("bound", "reconstruction", "kl", "kl_per_dim"):
         torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=0)
 
@@ -102,11 +103,11 @@ def test_the_mean_of_the_ranks_losses_and_gradients_is_the_batch_loss_and_gradie
 ):
     """What DDP computes, by hand: the ranks' losses on uneven (even empty) shards, averaged."""
     model, x = _model(), torch.rand(batch, 1, 8, 8)
-    samples = 5 if objective == "iwae" else 1
-    eps = torch.randn((samples, batch, 3), generator=torch.Generator().manual_seed(2))
+    objective = Iwae(5) if objective == "iwae" else Elbo(free_bits=free_bits)
+    eps = torch.randn((objective.samples, batch, 3), generator=torch.Generator().manual_seed(2))
     parameters = list(model.parameters())
-    whole = bound_from_noise(model, x, eps, objective)
-    expected = training_loss(whole, beta=0.7, free_bits=free_bits, objective=objective)
+    whole = objective.terms(model, Batch(x), noise=eps)
+    expected = objective.loss(whole, 0.7)
     expected_gradients = torch.autograd.grad(expected, parameters)
     # Free bits all-reduce the KL per dimension: in one process, the sum over ranks is the batch's.
     monkeypatch.setattr(World, "all_reduce_sum", lambda self, t: whole.kl_per_dim.sum(0).detach().clone())
@@ -114,7 +115,7 @@ def test_the_mean_of_the_ranks_losses_and_gradients_is_the_batch_loss_and_gradie
     for rank in range(ranks):
         world = World(rank, ranks)
         part = world.shard(batch)
-        objective_module = ShardObjective(model, world, objective, free_bits)
+        objective_module = ShardObjective(model, world, objective)
         loss, _ = objective_module(x[part], eps[:, part], batch, 0.7)
         losses.append(loss)
         gradients.append(torch.autograd.grad(loss, parameters))  # every parameter: DDP needs them all

@@ -23,10 +23,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state, load_weights
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state
+from vaekit.runs.weights import load_weights
 from vaekit.data.digits import read_digits
 from vaekit.runs.directory import build_model, read_config
-from vaekit.training.loop import Progress
+from vaekit.training.progress import Progress
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Everything a resume must carry: dynamic binarization (noise), KL warm-up (global step), early

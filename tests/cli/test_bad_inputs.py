@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_subprocess
+from helpers import run_subprocess
 
 
 # ----- inputs ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from vaekit.data.batch import Batch
 from vaekit.config import ModelConfig
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
@@ -25,7 +26,7 @@ def test_networks_fit_any_image_size_and_channel_count(architecture, event_shape
     config = ModelConfig(latent_dim=4, hidden_sizes=(32,), architecture=architecture, conv_channels=(8, 16))
     model = VAE(config, event_shape, "bernoulli")
     x = torch.rand(3, *event_shape)
-    loc, log_variance = model.posterior_parameters(x)
+    loc, log_variance = model.encode(Batch(x))
     assert loc.shape == log_variance.shape == (3, 4)
     assert model.decoder(torch.randn(2, 3, 4)).shape == (2, 3, *event_shape)  # (L, B, D) → (L, B, *event)
     assert model.observation_model(torch.randn(2, 3, 4)).log_prob(x).shape == (2, 3)
@@ -50,7 +51,7 @@ def test_conv_on_non_images_is_a_clear_error():
 def test_posterior_and_prior_are_distributions_over_the_latent_vector():
     model = VAE(ModelConfig(latent_dim=5, hidden_sizes=(16,)), (12,), "gaussian")
     x = torch.randn(7, 12)
-    q = model.posterior(x)
+    q = model.posterior(Batch(x))
     assert q.batch_shape == (7,) and q.event_shape == (5,)
     p = model.prior(x)
     assert p.batch_shape == () and p.event_shape == (5,)

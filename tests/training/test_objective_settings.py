@@ -15,8 +15,10 @@ from vaekit.api import train
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_data
 from vaekit.model.vae import VAE, reparameterize
-from vaekit.model.objectives import BoundTerms, elbo, iwae, log_importance_weights, training_loss
-from vaekit.training.loop import StopRequest, Trainer, TrainingInterrupted
+from vaekit.data.batch import Batch
+from vaekit.model.objectives import BoundTerms, Elbo, Iwae, log_importance_weights
+from vaekit.training.loop import Trainer
+from vaekit.training.signals import StopRequest, TrainingInterrupted
 
 
 @pytest.fixture
@@ -39,15 +41,15 @@ def _gradients(model: VAE, loss: torch.Tensor) -> list[torch.Tensor]:
 # ----- β and the ELBO ------------------------------------------------------------------------------
 
 def test_default_loss_is_minus_elbo(model, x):
-    terms = elbo(model, x, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(training_loss(terms), -terms.bound.mean())
+    terms = Elbo().terms(model, Batch(x), torch.Generator().manual_seed(0))
+    assert torch.allclose(Elbo().loss(terms), -terms.bound.mean())
 
 
 def test_beta_weights_the_kl(model, x):
-    terms = elbo(model, x, generator=torch.Generator().manual_seed(0))
+    terms = Elbo().terms(model, Batch(x), torch.Generator().manual_seed(0))
     for beta in (0.0, 0.3, 4.0):
         expected = -(terms.reconstruction.mean() - beta * terms.kl.mean())
-        assert torch.allclose(training_loss(terms, beta=beta), expected)
+        assert torch.allclose(Elbo().loss(terms, beta), expected)
 
 
 # ----- KL warm-up --------------------------------------------------------------------------------
@@ -62,18 +64,16 @@ def _trainer(tmp_path, **train_settings) -> Trainer:
 
 def test_warmup_ramps_beta_linearly_per_step(tmp_path):
     trainer = _trainer(tmp_path, warmup_epochs=2, beta=0.5)
-    ramp = 2 * trainer.steps_per_epoch
+    ramp = 2 * trainer.data.steps_per_epoch
     for step, expected in [(0, 0.0), (ramp // 4, 0.5 * (ramp // 4) / ramp), (ramp // 2, 0.25), (ramp, 0.5),
                            (3 * ramp, 0.5)]:
-        trainer.state.global_step = step
-        assert trainer.beta() == pytest.approx(expected)
+        assert trainer.schedules.beta(step) == pytest.approx(expected)
 
 
 def test_no_warmup_keeps_beta(tmp_path):
     trainer = _trainer(tmp_path, beta=0.7)
     for step in (0, 1, 10_000):
-        trainer.state.global_step = step
-        assert trainer.beta() == pytest.approx(0.7)
+        assert trainer.schedules.beta(step) == pytest.approx(0.7)
 
 
 def test_warmup_schedule_in_a_real_run(tmp_path):
@@ -88,19 +88,16 @@ def test_warmup_schedule_in_a_real_run(tmp_path):
 
 def test_cosine_schedule_falls_from_the_rate_to_zero_per_step(tmp_path):
     trainer = _trainer(tmp_path, epochs=4, learning_rate=2e-3, lr_schedule="cosine")
-    total = 4 * trainer.steps_per_epoch
+    total = 4 * trainer.data.steps_per_epoch
     for step, expected in [(0, 2e-3), (total // 2, 1e-3), (total, 0.0), (2 * total, 0.0)]:
-        trainer.state.global_step = step
-        assert trainer.learning_rate() == pytest.approx(expected, abs=1e-12)
-    trainer.state.global_step = total // 4
-    assert trainer.learning_rate() == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)))
+        assert trainer.schedules.learning_rate(step) == pytest.approx(expected, abs=1e-12)
+    assert trainer.schedules.learning_rate(total // 4) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)))
 
 
 def test_constant_schedule_keeps_the_rate(tmp_path):
     trainer = _trainer(tmp_path, epochs=4, learning_rate=3e-4)
     for step in (0, 7, 10_000):
-        trainer.state.global_step = step
-        assert trainer.learning_rate() == 3e-4
+        assert trainer.schedules.learning_rate(step) == 3e-4
 
 
 def test_cosine_schedule_reaches_adam_and_resumes_exactly(tmp_path):
@@ -108,9 +105,9 @@ def test_cosine_schedule_reaches_adam_and_resumes_exactly(tmp_path):
     weights of one that was never stopped."""
     whole = _trainer(tmp_path / "whole", epochs=3, learning_rate=1e-2, lr_schedule="cosine", patience=None)
     whole.fit()
-    whole.state.global_step -= 1  # the last step's
-    assert whole.optimizer.param_groups[0]["lr"] == pytest.approx(whole.learning_rate(), abs=1e-12)
-    assert whole.learning_rate() > 0
+    last = whole.schedules.learning_rate(whole.progress.global_step - 1)  # the last step's
+    assert whole.parts.optimizer.param_groups[0]["lr"] == pytest.approx(last, abs=1e-12)
+    assert last > 0
 
     first = _trainer(tmp_path / "cut", epochs=3, learning_rate=1e-2, lr_schedule="cosine", patience=None)
     stop = StopRequest()
@@ -142,7 +139,7 @@ def _terms(kl_per_dim: torch.Tensor, reconstruction: torch.Tensor) -> BoundTerms
 def test_free_bits_floor_each_batch_averaged_dimension():
     kl_per_dim = torch.tensor([[0.1, 2.0, 0.0], [0.3, 4.0, 0.2]], requires_grad=True)  # batch means 0.2, 3, 0.1
     reconstruction = torch.tensor([-10.0, -20.0])
-    loss = training_loss(_terms(kl_per_dim, reconstruction), beta=1.0, free_bits=0.5)
+    loss = Elbo(free_bits=0.5).loss(_terms(kl_per_dim, reconstruction), 1.0)
     assert loss.item() == pytest.approx(15.0 + 0.5 + 3.0 + 0.5)
     loss.backward()
     # Dimensions under the floor get no gradient (they are free); the one above it gets the usual 1/B.
@@ -152,27 +149,27 @@ def test_free_bits_floor_each_batch_averaged_dimension():
 def test_free_bits_use_the_batch_average_not_each_example():
     """An example's KL under the floor still counts when the batch average of its dimension is above it."""
     kl_per_dim = torch.tensor([[0.1], [1.9]], requires_grad=True)  # mean 1.0 > floor 0.5
-    training_loss(_terms(kl_per_dim, torch.zeros(2)), free_bits=0.5).backward()
+    Elbo(free_bits=0.5).loss(_terms(kl_per_dim, torch.zeros(2))).backward()
     assert torch.equal(kl_per_dim.grad, torch.tensor([[0.5], [0.5]]))
 
 
 def test_huge_free_bits_cut_the_kl_gradient_entirely(model, x):
     """With every dimension under the floor, training follows the reconstruction alone (like β = 0)."""
-    free = _gradients(model, training_loss(elbo(model, x, generator=torch.Generator().manual_seed(0)), free_bits=1e6))
-    no_kl = _gradients(model, training_loss(elbo(model, x, generator=torch.Generator().manual_seed(0)), beta=0.0))
+    free = _gradients(model, Elbo(free_bits=1e6).loss(Elbo().terms(model, Batch(x), torch.Generator().manual_seed(0))))
+    no_kl = _gradients(model, Elbo().loss(Elbo().terms(model, Batch(x), torch.Generator().manual_seed(0)), 0.0))
     assert all(torch.allclose(a, b) for a, b in zip(free, no_kl))
 
 
 def test_zero_free_bits_is_the_elbo(model, x):
-    terms = elbo(model, x, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(training_loss(terms, free_bits=0.0), -terms.bound.mean())
+    terms = Elbo().terms(model, Batch(x), torch.Generator().manual_seed(0))
+    assert torch.allclose(Elbo(free_bits=0.0).loss(terms), -terms.bound.mean())
 
 
 # ----- L Monte-Carlo samples -----------------------------------------------------------------------
 
 def test_mc_samples_average_the_reconstruction(model, x):
-    terms = elbo(model, x, mc_samples=6, generator=torch.Generator().manual_seed(2))
-    loc, log_variance = model.posterior_parameters(x)
+    terms = Elbo(6).terms(model, Batch(x), torch.Generator().manual_seed(2))
+    loc, log_variance = model.encode(Batch(x))
     z = reparameterize(loc, log_variance, 6, torch.Generator().manual_seed(2))
     expected = torch.stack([model.observation_model(z[i]).log_prob(x) for i in range(6)]).mean(0)
     assert torch.allclose(terms.reconstruction, expected, atol=1e-5)
@@ -182,7 +179,7 @@ def test_more_mc_samples_lower_the_variance(model, x):
     """The ELBO estimate with L = 16 varies about 4x less in standard deviation than with L = 1."""
     with torch.no_grad():
         spread = {
-            samples: torch.stack([elbo(model, x, samples, torch.Generator().manual_seed(s)).bound.mean()
+            samples: torch.stack([Elbo(samples).terms(model, Batch(x), torch.Generator().manual_seed(s)).bound.mean()
                                   for s in range(100)]).std()
             for samples in (1, 16)
         }
@@ -194,25 +191,27 @@ def test_more_mc_samples_lower_the_variance(model, x):
 def test_importance_weights_match_torch_distributions(model, x):
     """The hand-written log q(z|x) and log p(z) inside the weights equal the distribution objects'."""
     generator = torch.Generator().manual_seed(3)
-    weights, log_likelihood, _ = log_importance_weights(model, x, 7, generator)
-    z = reparameterize(*model.posterior_parameters(x), 7, torch.Generator().manual_seed(3))
-    expected = log_likelihood + model.prior(z).log_prob(z) - model.posterior(x).log_prob(z)
+    loc, log_variance = model.encode(Batch(x))
+    z = reparameterize(loc, log_variance, 7, generator)
+    log_likelihood = model.log_likelihood(z, Batch(x))
+    weights = log_importance_weights(loc, log_variance, z, log_likelihood)
+    expected = log_likelihood + model.prior(z).log_prob(z) - model.posterior(Batch(x)).log_prob(z)
     assert torch.allclose(weights, expected, atol=1e-4)
 
 
 def test_iwae_loss_is_minus_the_bound_and_ignores_beta(model, x):
-    terms = iwae(model, x, 5, torch.Generator().manual_seed(0))
-    assert torch.allclose(training_loss(terms, beta=0.1, free_bits=3.0, objective="iwae"), -terms.bound.mean())
+    terms = Iwae(5).terms(model, Batch(x), torch.Generator().manual_seed(0))
+    assert torch.allclose(Iwae(5).loss(terms, beta=0.1), -terms.bound.mean())
 
 
 def test_iwae_bound_lies_above_the_elbo(model, x):
     """E[IWAE_K] ≥ ELBO, with K = 1 equal to it in expectation (the ELBO here uses the closed-form KL)."""
     with torch.no_grad():
         def mean_bound(samples: int) -> float:
-            return torch.stack([iwae(model, x, samples, torch.Generator().manual_seed(s)).bound.mean()
+            return torch.stack([Iwae(samples).terms(model, Batch(x), torch.Generator().manual_seed(s)).bound.mean()
                                 for s in range(200)]).mean().item()
 
-        reference = torch.stack([elbo(model, x, 1, torch.Generator().manual_seed(s)).bound.mean()
+        reference = torch.stack([Elbo(1).terms(model, Batch(x), torch.Generator().manual_seed(s)).bound.mean()
                                  for s in range(200)]).mean().item()
         one, five = mean_bound(1), mean_bound(5)
     assert one == pytest.approx(reference, abs=0.05)
@@ -243,6 +242,6 @@ def test_iwae_objective_trains(tmp_path):
     torch.manual_seed(0)
     untrained = VAE(run.model.config, run.data.event_shape, run.data.likelihood)
     with torch.no_grad():
-        trained_bound = iwae(run.model, x, 5, torch.Generator().manual_seed(0)).bound.mean()
-        untrained_bound = iwae(untrained, x, 5, torch.Generator().manual_seed(0)).bound.mean()
+        trained_bound = Iwae(5).terms(run.model, Batch(x), torch.Generator().manual_seed(0)).bound.mean()
+        untrained_bound = Iwae(5).terms(untrained, Batch(x), torch.Generator().manual_seed(0)).bound.mean()
     assert math.isfinite(trained_bound.item()) and trained_bound > untrained_bound + 5.0

@@ -1,4 +1,4 @@
-"""training.py: exact resume from every point a crash can hit, Ctrl-C, the divergence guard,
+"""training/loop.py: exact resume from every point a crash can hit, Ctrl-C, the divergence guard,
 determinism and checkpoint cadence. In-process, on the embedded digits with a tiny model."""
 
 from __future__ import annotations
@@ -12,53 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 import vaekit.api
-import vaekit.training.loop
+from helpers import STEPS_PER_EPOCH, assert_same_run, tensors, tiny
 from vaekit.api import train
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state, read_safetensors
-from vaekit.config import RunConfig
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state
+from vaekit.runs.weights import read_safetensors
 from vaekit.data import load_data
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
 from vaekit.runs.directory import build_model, read_config
-from vaekit.training.loop import Trainer, TrainingDiverged, TrainingInterrupted, stop_on_signals
-
-TIMING = ("seconds", "images_per_second", "train_seconds")  # what may differ between equal runs
-STEPS_PER_EPOCH = 22  # digits: 1347 training images in batches of 64
-
-
-def tiny(**train_settings) -> RunConfig:
-    """3 epochs of 22 steps; dynamic binarization, KL warm-up and patience make the state worth saving."""
-    return RunConfig().with_overrides({
-        "data": {"binarize": "dynamic"},
-        "model": {"hidden_sizes": (32,), "latent_dim": 4},
-        "train": {"epochs": 3, "batch_size": 64, "warmup_epochs": 1, "patience": 2, "seed": 1,
-                  "checkpoint_every_steps": 5, **train_settings},
-    })
-
-
-def tensors(path: Path) -> dict[str, bytes]:
-    with safe_open(path, "pt") as file:
-        return {key: file.get_tensor(key).numpy().tobytes() for key in file.keys()}
-
-
-def without_timing(record: dict) -> dict:
-    return {key: value for key, value in record.items() if key not in TIMING}
-
-
-def assert_same_run(out: Path, reference: Path) -> None:
-    """Bit-for-bit weights and training state; metrics and results equal but for timing."""
-    for name in ("model.safetensors", "checkpoint.safetensors"):
-        assert tensors(out / name) == tensors(reference / name), name
-    metrics = [[without_timing(json.loads(line)) for line in (run / "metrics.jsonl").read_text().splitlines()]
-               for run in (out, reference)]
-    assert metrics[0] == metrics[1] and len(metrics[0]) > 0
-    results = [without_timing(json.loads((run / "results.json").read_text())) for run in (out, reference)]
-    assert results[0] == results[1]
-
+from vaekit.training.guard import TrainingDiverged
+from vaekit.training.data import MEAN_EXAMPLES
+from vaekit.training.loop import Hooks, Trainer
+from vaekit.training.progress import Progress
+from vaekit.training.signals import TrainingInterrupted, stop_on_signals
 
 # Equal runs need equal thread counts; and one thread keeps a tiny model fast on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,67 +41,60 @@ def reference(tmp_path_factory, one_thread) -> Path:
 
 
 class Crash(Exception):
-    """Stands for a kill: raised instead of the call it replaces, so that call never happens."""
+    """Stands for a kill: raised where a run file was about to be written, so it never is."""
 
 
-def crash_on(monkeypatch, module, name: str, when: Callable[[int, tuple], bool]) -> None:
-    """Make `module.name` raise `Crash` instead of running, on the call for which `when(n, args)` holds."""
-    original, calls = getattr(module, name), itertools.count(1)
+def crash_before(name: str, when: Callable[[int, Progress], bool]) -> Hooks:
+    """Hooks that raise `Crash` instead of writing the run file `name`, on the write for which
+    `when(n, progress)` holds (n counts the writes of that file, from 1)."""
+    calls = itertools.count(1)
 
-    def maybe_crash(*args, **kwargs):
-        if when(next(calls), args):
+    def before_write(written: str, progress: Progress) -> None:
+        if written == name and when(next(calls), progress):
             raise Crash
-        return original(*args, **kwargs)
 
-    monkeypatch.setattr(module, name, maybe_crash)
+    return Hooks(before_write=before_write)
 
 
-def end_of_epoch(epoch: int) -> Callable[[int, tuple], bool]:
+def end_of_epoch(epoch: int) -> Callable[[int, Progress], bool]:
     """The checkpoint written at the end of `epoch` (1-based): after its metrics line, before best weights."""
-    return lambda call, args: args[4]["progress"]["step_in_epoch"] == 0 and args[4]["progress"]["epoch"] == epoch
+    return lambda call, progress: progress.step_in_epoch == 0 and progress.epoch == epoch
 
 
 CRASHES = {
-    "before the first checkpoint": (vaekit.training.loop, "save_training_state", lambda call, args: call == 1),
-    "instead of a mid-epoch checkpoint": (vaekit.training.loop, "save_training_state", lambda call, args: call == 3),
-    "after a metrics line, before its checkpoint": (vaekit.training.loop, "save_training_state", end_of_epoch(2)),
-    "after a checkpoint, before its best weights": (vaekit.training.loop, "save_weights", lambda call, args: call == 2),
-    "after training, before results.json": (vaekit.api, "write_results", lambda call, args: True),
+    "before the first checkpoint": ("checkpoint.safetensors", lambda call, progress: call == 1),
+    "instead of a mid-epoch checkpoint": ("checkpoint.safetensors", lambda call, progress: call == 3),
+    "after a metrics line, before its checkpoint": ("checkpoint.safetensors", end_of_epoch(2)),
+    "after a checkpoint, before its best weights": ("model.safetensors", lambda call, progress: call == 2),
+    "after training, before results.json": ("results.json", lambda call, progress: True),
 }
 
 
 @pytest.mark.parametrize("moment", list(CRASHES))
-def test_resume_after_a_crash_at_any_point_is_bit_exact(tmp_path: Path, reference: Path, monkeypatch, moment):
+def test_resume_after_a_crash_at_any_point_is_bit_exact(tmp_path: Path, reference: Path, moment):
     out = tmp_path / "run"
-    module, name, when = CRASHES[moment]
-    crash_on(monkeypatch, module, name, when)
     with pytest.raises(Crash):
-        train(tiny(), out)
-    monkeypatch.undo()
+        train(tiny(), out, hooks=crash_before(*CRASHES[moment]))
     train(None, out, resume=True)
     assert_same_run(out, reference)
 
 
-def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_restores_handlers(tmp_path: Path, reference, monkeypatch):
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_restores_handlers(tmp_path: Path, reference):
     out = tmp_path / "run"
     before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    step, calls = Trainer.train_step, itertools.count(1)
 
-    def pressed_at_step_30(self, x):
-        if next(calls) == 30:
-            signal.raise_signal(signal.SIGINT)  # arrives mid-step, as a real Ctrl-C would
-        return step(self, x)
+    def pressed_at_step_30(progress: Progress) -> None:
+        if progress.global_step == 30:
+            signal.raise_signal(signal.SIGINT)  # arrives as the step ends; the loop looks right after
 
-    monkeypatch.setattr(Trainer, "train_step", pressed_at_step_30)
     with pytest.raises(TrainingInterrupted, match=f"Ctrl-C \\(SIGINT\\) at epoch 2, step 8 of 22; .* vaekit train --resume {out}$") as stopped:
-        train(tiny(), out)
+        train(tiny(), out, hooks=Hooks(after_step=pressed_at_step_30))
     assert stopped.value.exit_status == 130
     assert {number: signal.getsignal(number) for number in before} == before
     config, data = read_config(out)
     model = build_model(config, data)
     saved, _ = load_training_state(out / "checkpoint.safetensors", model, torch.optim.Adam(model.parameters()))
     assert (saved["progress"]["global_step"], saved["progress"]["step_in_epoch"]) == (30, 8)
-    monkeypatch.undo()
     train(None, out, resume=True)
     assert_same_run(out, reference)
 
@@ -220,12 +182,14 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught_before_the_update(tmp_path:
     ({"checkpoint_every_steps": None, "checkpoint_every_minutes": 1e-9}, lambda step: True),
     ({"checkpoint_every_steps": None}, lambda step: False),
 ])
-def test_checkpoints_every_epoch_and_every_n_steps_or_minutes(tmp_path: Path, monkeypatch, settings, mid_epoch):
+def test_checkpoints_every_epoch_and_every_n_steps_or_minutes(tmp_path: Path, settings, mid_epoch):
     written = []
-    original = vaekit.training.loop.save_training_state
-    monkeypatch.setattr(vaekit.training.loop, "save_training_state", lambda *args: (
-        written.append(args[4]["progress"]["global_step"]), original(*args)))
-    train(tiny(epochs=2, **settings), tmp_path / "run")
+
+    def count(name: str, progress: Progress) -> None:
+        if name == "checkpoint.safetensors":
+            written.append(progress.global_step)
+
+    train(tiny(epochs=2, **settings), tmp_path / "run", hooks=Hooks(before_write=count))
     steps = range(1, 2 * STEPS_PER_EPOCH + 1)
     # Mid-epoch checkpoints skip an epoch's last step, where the end-of-epoch one follows at once.
     expected = [s for s in steps if s % STEPS_PER_EPOCH == 0 or mid_epoch(s)]
@@ -239,12 +203,10 @@ def rewrite_progress(path: Path, change: Callable[[dict], None]) -> None:
     save_file(tensors, path, {STATE_KEY: json.dumps(header)})
 
 
-def test_a_checkpoint_from_another_device_resumes_with_a_warning(tmp_path: Path, monkeypatch, caplog):
+def test_a_checkpoint_from_another_device_resumes_with_a_warning(tmp_path: Path, caplog):
     out = tmp_path / "run"
-    crash_on(monkeypatch, vaekit.training.loop, "save_training_state", lambda call, args: call == 5)
     with pytest.raises(Crash):
-        train(tiny(), out)
-    monkeypatch.undo()
+        train(tiny(), out, hooks=crash_before("checkpoint.safetensors", lambda call, progress: call == 5))
     rewrite_progress(out / "checkpoint.safetensors", lambda state: state.update(noise_device="cuda"))
     train(None, out, resume=True)
     assert "written on cuda, resumed on cpu: training continues, but not bit for bit" in caplog.text
@@ -267,7 +229,7 @@ def test_training_starts_the_decoder_output_at_the_training_mean(tmp_path: Path,
     model = VAE(config.model, splits.event_shape, "bernoulli")
     initial = model.decoder.out.bias.detach().clone()
     Trainer(model, splits, config.train, tmp_path, torch.device("cpu"))
-    first = torch.from_numpy(splits.train.x[:vaekit.training.loop.MEAN_EXAMPLES])  # a random sample: the split is shuffled
+    first = torch.from_numpy(splits.train.x[:MEAN_EXAMPLES])  # a random sample: the split is shuffled
     mean = splits.codec.to_model(first).double().mean(0).float()
     expected = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).flatten() if from_data else initial
     torch.testing.assert_close(model.decoder.out.bias.detach(), expected)

@@ -1,0 +1,56 @@
+"""The pictures a finished run leaves for a person to look at: the loss curve, and samples and
+reconstructions (pictures) or samples.csv and histograms per column (tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vaekit.data.source import TABLE, Splits
+from vaekit.reporting.outputs import as_pixels, csv_text, drawable, save_column_histograms
+from vaekit.reporting.pictures import save_image_grid, save_loss_curve, save_reconstruction_grid
+from vaekit.runs.directory import DataInfo
+from vaekit.runs.files import atomic_write_text
+from vaekit.runs.trained import TrainedVAE
+
+PICTURE_SAMPLES = 64
+PICTURE_RECONSTRUCTIONS = 32
+PICTURE_TABLE_ROWS = 1000  # enough rows for a histogram per column to be smooth
+WIDEST_PICTURED_ARRAY = 64  # flat arrays wider than this are not tables a person reads (e.g. flattened images)
+
+
+def write_pictures(run: TrainedVAE, splits: Splits) -> None:
+    """loss.png, and what a person can look at: samples.png and reconstructions.png for pictures;
+    samples.csv and histograms.png (data against samples, per column) for tables and flat arrays."""
+    save_loss_curve(run.metrics, run.run_dir / "loss.png", title=run.data.description)
+    if drawable(run.data):
+        samples = as_pixels(run.sample(PICTURE_SAMPLES, seed=run.config.train.seed), run.data)
+        save_image_grid(samples, run.run_dir / "samples.png", columns=8)
+        originals = np.asarray(splits.test.x[:PICTURE_RECONSTRUCTIONS])  # decodes them, if the folder streams
+        save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(run.reconstruct(originals), run.data),
+                                 run.run_dir / "reconstructions.png")
+    elif _is_readable_table(run.data):
+        samples = _draw(run, PICTURE_TABLE_ROWS, seed=run.config.train.seed)
+        atomic_write_text(run.run_dir / "samples.csv", csv_text(samples, run.data.columns))
+        save_column_histograms(splits.train.x, samples, run.data.columns, run.run_dir / "histograms.png",
+                               title=f"{run.data.description}: data and samples x ~ p(x|z)")
+
+
+def _is_readable_table(data: DataInfo) -> bool:
+    narrow = len(data.event_shape) == 1 and data.event_shape[0] <= WIDEST_PICTURED_ARRAY
+    return data.kind == TABLE or narrow
+
+
+@torch.no_grad()
+def _draw(run: TrainedVAE, count: int, seed: int) -> np.ndarray:
+    """Full draws x ~ p(x|z), z ~ p(z), in data units: unlike E[x|z], they spread as the data should."""
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    z = torch.randn(count, run.model.latent_dim, generator=generator, device=run.device)
+    observation = run.model.observation_model(z).base_dist
+    if isinstance(observation, torch.distributions.Normal):
+        values = observation.loc + observation.scale * torch.randn(
+            observation.loc.shape, generator=generator, device=run.device
+        )
+    else:
+        values = torch.bernoulli(observation.probs, generator=generator)
+    return run.to_data(values)
