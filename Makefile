@@ -1,12 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   virtual environment, install, train on the embedded digits, write pictures
-#   make test   the same environment plus the dev extras, then the test suite
+#   make test   the same environment plus the dev extras, then the linter and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= runs/demo
 
-.PHONY: demo test clean
+.PHONY: demo test lint clean
 
 # A CUDA machine keeps the user's own torch (the venv sees the system packages);
 # elsewhere the CPU wheel torch==2.13.0 is installed, never a multi-GB CUDA build.
@@ -34,7 +34,10 @@ demo: $(VENV)/.vaekit
 	$(VENV)/bin/vaekit train --config configs/digits.toml --out $(DEMO_RUN) --overwrite
 	@echo "pictures: $(DEMO_RUN)/samples.png $(DEMO_RUN)/reconstructions.png $(DEMO_RUN)/loss.png"
 
-test: $(VENV)/.dev
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks tools
+
+test: lint
 	$(PY) -m pytest -q
 
 clean:

@@ -26,13 +26,13 @@ import time
 
 import torch
 
-from vaekit.data.batch import Batch
-from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
+from vaekit.data.batch import Batch
 from vaekit.evaluation.importance import evaluate, importance_terms
 from vaekit.model.vae import VAE
 from vaekit.runs.directory import load_model
+from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
 
 
 def distribution_log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,8 @@ def main() -> None:
         with context:
             estimates, seconds = timed(per_example_loop, model, x_loop, k, args.seed, samples_per_step, name=name)
         loops[name] = (seconds, seconds * total / len(x_loop))
-        print(f"per-example loop, {samples_per_step:>4} samples/step{', autograd on' if samples_per_step == 100 else ', no_grad   '}:"
+        print(f"per-example loop, {samples_per_step:>4} samples/step"
+              f"{', autograd on' if samples_per_step == 100 else ', no_grad   '}:"
               f" {seconds:6.1f} s for {len(x_loop)} images -> {loops[name][1]:.0f} s for {total} (extrapolated); "
               f"NLL {-estimates.mean():.2f}", flush=True)
     with torch.no_grad():
@@ -131,7 +132,8 @@ def main() -> None:
           + ", ".join(f"{total_seconds / vectorized_total:.1f}x ({name})" for name, (_, total_seconds) in loops.items())
           + f"; fast Bernoulli path over the distribution object: {distribution_total / vectorized_total:.2f}x")
     print(json.dumps({
-        "importance_samples": k, "threads": torch.get_num_threads(), "default_malloc": args.default_malloc, "test_images": total,
+        "importance_samples": k, "threads": torch.get_num_threads(), "default_malloc": args.default_malloc,
+        "test_images": total,
         "vectorized_seconds": vectorized_seconds, "vectorized_images": len(stored),
         "vectorized_seconds_whole_test_set": vectorized_total,
         "distribution_seconds": distribution_seconds, "distribution_images": len(x_subset),

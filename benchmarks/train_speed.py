@@ -186,12 +186,12 @@ def timed(train: Callable[[], object], steps: int, images: int, setup_seconds: f
 def vaekit_worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from vaekit.data.batch import Batch
-    from vaekit.data.source import resolve_likelihood
     from vaekit.config import RunConfig
     from vaekit.data import load_data
-    from vaekit.runtime.device import resolve_device
+    from vaekit.data.batch import Batch
+    from vaekit.data.source import resolve_likelihood
     from vaekit.model.vae import VAE
+    from vaekit.runtime.device import resolve_device
     from vaekit.training.loop import Trainer
 
     started = time.perf_counter()

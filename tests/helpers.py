@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
+from safetensors.torch import load_file
 
 from vaekit.config import RunConfig
 
@@ -52,8 +52,7 @@ def tiny(**train_settings) -> RunConfig:
 
 
 def tensors(path: Path) -> dict[str, bytes]:
-    with safe_open(path, "pt") as file:
-        return {key: file.get_tensor(key).numpy().tobytes() for key in file.keys()}
+    return {key: value.numpy().tobytes() for key, value in load_file(path).items()}
 
 
 def without_timing(record: dict) -> dict:

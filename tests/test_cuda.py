@@ -12,14 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 import vaekit.api
-from helpers import OTHER_MODELS
-from helpers import assert_same_run, tensors, tiny
-from vaekit.data.batch import Batch
+from helpers import OTHER_MODELS, assert_same_run, tensors, tiny
 from vaekit.api import train
-from vaekit.runs.trained import TrainedVAE
-from vaekit.runtime.device import resolve_device
+from vaekit.data.batch import Batch
 from vaekit.evaluation.importance import log_likelihood
 from vaekit.runs.directory import build_model
+from vaekit.runs.trained import TrainedVAE
+from vaekit.runtime.device import resolve_device
 from vaekit.training.guard import TrainingDiverged
 from vaekit.training.loop import Hooks
 from vaekit.training.progress import Progress
@@ -50,7 +49,9 @@ def test_gpu_and_cpu_compute_the_same_numbers_for_the_same_weights(tmp_path: Pat
         for trained in (on_gpu, on_cpu):
             inputs = trained._to_model(x)
             loc, log_variance = trained.model.encode(Batch(inputs))
-            figures[trained.device.type] = [loc, log_variance, log_likelihood(trained.model, z.to(trained.device), Batch(inputs))]
+            figures[trained.device.type] = [
+                loc, log_variance, log_likelihood(trained.model, z.to(trained.device), Batch(inputs))
+            ]
     for gpu_value, cpu_value in zip(figures["cuda"], figures["cpu"]):
         torch.testing.assert_close(gpu_value.cpu(), cpu_value, rtol=1e-4, atol=1e-4)
 
@@ -98,7 +99,9 @@ def test_graphed_steps_take_the_eager_steps_of_other_models(tmp_path: Path, over
     for graphs in (True, False):
         train(tiny(device="cuda", cuda_graphs=graphs, epochs=1).with_overrides(overrides), tmp_path / str(graphs))
     assert "CUDA graph capture failed" not in caplog.text
-    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(tmp_path / "False" / "checkpoint.safetensors")
+    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(
+        tmp_path / "False" / "checkpoint.safetensors"
+    )
 
 
 def test_a_non_finite_gradient_inside_a_graph_stops_before_the_update(tmp_path: Path, monkeypatch):
@@ -115,8 +118,12 @@ def test_a_non_finite_gradient_inside_a_graph_stops_before_the_update(tmp_path: 
             poison.fill_(float("nan"))
 
     monkeypatch.setattr(vaekit.api, "build_model", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
-        train(tiny(device="cuda", checkpoint_every_steps=None), tmp_path / "run", hooks=Hooks(after_step=poisoning_step_3))
+    with pytest.raises(
+        TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"
+    ):
+        train(
+            tiny(device="cuda", checkpoint_every_steps=None), tmp_path / "run", hooks=Hooks(after_step=poisoning_step_3)
+        )
     assert all(torch.isfinite(value).all() for value in built[0].state_dict().values()), "the NaN step was taken"
 
 
@@ -157,4 +164,6 @@ def test_a_failed_capture_leaves_a_run_that_trains_eagerly_to_the_same_weights(t
     monkeypatch.setattr(vaekit.api, "build_model", syncing)
     train(tiny(device="cuda", epochs=2), tmp_path / "fallback")
     assert "CUDA graph capture failed" in caplog.text
-    assert tensors(tmp_path / "fallback" / "checkpoint.safetensors") == tensors(tmp_path / "eager" / "checkpoint.safetensors")
+    assert tensors(tmp_path / "fallback" / "checkpoint.safetensors") == tensors(
+        tmp_path / "eager" / "checkpoint.safetensors"
+    )

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.data.batch import Batch
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import split_source
+from vaekit.data.batch import Batch
 from vaekit.data.idx import read_idx
 from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
-from vaekit.model.vae import VAE, reparameterize
 from vaekit.model.objectives import Elbo, Iwae
+from vaekit.model.vae import VAE, reparameterize
 from vaekit.runtime.cpu import _openmp_runtime, flush_denormals, torch_threads
 
 

@@ -147,7 +147,7 @@ class TrainConfig:
     # same numbers, without the host issuing ~100 kernels a step (vaekit.training.cuda_graph). Ignored elsewhere.
     cuda_graphs: bool = True
     # CPU threads while training; None keeps torch's default, the physical cores. On a machine busy with
-    # other work fewer can be much faster: 1 thread trained 6-10x faster than 2 on 2 busy cores (README).
+    # other work fewer can be much faster (README, Performance, measures it).
     threads: int | None = None
     checkpoint_every_steps: int | None = None  # besides every epoch
     checkpoint_every_minutes: float | None = None  # besides every epoch

@@ -11,16 +11,15 @@ import gzip
 import hashlib
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from helpers import run_subprocess
-
 
 # ----- inputs ----------------------------------------------------------------------------------------
 
@@ -150,7 +149,9 @@ CASES = [
     Case("truncated IDX .gz", lambda t, r: idx_with(t, "train-images-idx3-ubyte.gz", lambda b: b[: len(b) // 2]),
          ("train-images-idx3-ubyte.gz", "truncated or corrupt")),
     Case("wrong IDX magic",
-         lambda t, r: idx_with(t, "t10k-images-idx3-ubyte.gz", lambda b: gzip.compress(b"\x00\x00\x0d\x03" + b"\0" * 60)),
+         lambda t, r: idx_with(
+             t, "t10k-images-idx3-ubyte.gz", lambda b: gzip.compress(b"\x00\x00\x0d\x03" + b"\0" * 60)
+         ),
          ("t10k-images-idx3-ubyte.gz", "wrong IDX magic number")),
     Case("IDX images and labels of different counts", lambda t, r: train_on(idx_folder(t / "idx", 30, 29), t / "out"),
          ("idx", "30 train images but 29 labels")),
@@ -170,16 +171,19 @@ CASES = [
          lambda t, r: train_on(npz(t / "x.npz", a=np.ones((9, 2)), b=np.ones(9)), t / "out"),
          ("x.npz", "holds no array 'x'", "--array-key")),
     # --- tables
-    Case("NaN in a table", lambda t, r: train_on(table(t / "t.csv", cell=lambda i, c: "nan" if i == 7 else "1"), t / "out"),
+    Case("NaN in a table",
+         lambda t, r: train_on(table(t / "t.csv", cell=lambda i, c: "nan" if i == 7 else "1"), t / "out"),
          ("t.csv", "column 'a'", "NaN or infinite", "line 9")),
-    Case("non-numeric cell", lambda t, r: train_on(table(t / "t.csv", cell=lambda i, c: "n/a" if (i, c) == (4, 1) else "1"), t / "out"),
+    Case("non-numeric cell",
+         lambda t, r: train_on(table(t / "t.csv", cell=lambda i, c: "n/a" if (i, c) == (4, 1) else "1"), t / "out"),
          ("t.csv", "line 6, column 'b'", "'n/a', not a number")),
     Case("ragged rows", lambda t, r: train_on(text_file(t / "t.csv", "a,b\n1,2\n3,4,5\n"), t / "out"),
          ("t.csv", "line 3 has 3 cells", "2 columns")),
     Case("no numeric column",
          lambda t, r: train_on(text_file(t / "t.csv", "name,city\nann,rome\nbob,oslo\n"), t / "out"),
          ("t.csv", "no column holds numbers")),
-    Case("unknown --label-column", lambda t, r: train_on(table(t / "t.csv", header="a,b,label"), t / "out", "--label-column", "lable"),
+    Case("unknown --label-column",
+         lambda t, r: train_on(table(t / "t.csv", header="a,b,label"), t / "out", "--label-column", "lable"),
          ("t.csv", "--label-column 'lable'", "did you mean 'label'")),
     Case("unknown --columns", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--columns", "a,d"),
          ("t.csv", "--columns 'd' is not a column")),
@@ -192,10 +196,12 @@ CASES = [
     Case("too few rows for the validation split", lambda t, r: train_on(table(t / "t.csv", rows=3), t / "out"),
          ("t.csv", "too few for a validation split")),
     # --- settings
-    Case("latent dim 0", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--latent-dim", "0"), ("latent_dim = 0",)),
+    Case("latent dim 0", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--latent-dim", "0"),
+         ("latent_dim = 0",)),
     Case("negative learning rate", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--learning-rate", "-0.1"),
          ("learning_rate = -0.1",)),
-    Case("batch size 0", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--batch-size", "0"), ("batch_size = 0",)),
+    Case("batch size 0", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--batch-size", "0"),
+         ("batch_size = 0",)),
     Case("epochs -1", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--epochs", "-1"), ("epochs = -1",)),
     Case("unknown likelihood", lambda t, r: train_on(table(t / "t.csv"), t / "out", "--likelihood", "poisson"),
          ("--likelihood", "'poisson'")),
@@ -230,8 +236,10 @@ CASES = [
     Case("sample into an existing file",
          lambda t, r: ["sample", r, "--out", text_file(t / "s.csv", "keep me")],
          ("s.csv", "already exists", "--overwrite")),
-    Case("sample a table as PNG", lambda t, r: ["sample", r, "--out", t / "s.png"], ("s.png", "cannot be drawn as PNG")),
-    Case("sample into a missing folder", lambda t, r: ["sample", r, "--out", t / "no/s.csv"], ("s.csv", "does not exist")),
+    Case("sample a table as PNG", lambda t, r: ["sample", r, "--out", t / "s.png"],
+         ("s.png", "cannot be drawn as PNG")),
+    Case("sample into a missing folder", lambda t, r: ["sample", r, "--out", t / "no/s.csv"],
+         ("s.csv", "does not exist")),
     Case("sample zero examples", lambda t, r: ["sample", r, "--n", "0", "--out", t / "s.csv"], ("--n 0",)),
 ]
 
@@ -243,7 +251,9 @@ def trained_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("bad_inputs")
     out = root / "run"
-    code = main([str(a) for a in train_on(table(root / "train.csv", rows=80), out, "--hidden-sizes", "8", "--latent-dim", "2")])
+    code = main(
+        [str(a) for a in train_on(table(root / "train.csv", rows=80), out, "--hidden-sizes", "8", "--latent-dim", "2")]
+    )
     assert code == 0
     return out
 

@@ -10,6 +10,7 @@ import pytest
 
 from vaekit.config import DataConfig
 from vaekit.data import ARRAY, IMAGE, detect_format, read_source
+from vaekit.data.arrays import from_array
 from vaekit.errors import UserError
 
 
@@ -31,6 +32,26 @@ def test_uint8_arrays_are_images(tmp_path, shape, stored):
     raw = read(tmp_path / "x.npy")
     assert raw.kind == IMAGE and raw.x.shape == stored and raw.x.dtype == np.uint8
     assert np.array_equal(raw.x.reshape(x.shape), x)
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 4, 4), (5, 4, 4), (6, 3), (6, 2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_an_array_in_memory_is_read_by_the_rule_of_a_npy_file(tmp_path, shape, dtype):
+    """One rule for both: `vaekit.train(data=array)` sees what `--data array.npy` sees."""
+    x = np.random.default_rng(0).integers(0, 256, shape).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    from_file, in_memory = read(tmp_path / "x.npy"), from_array(x)
+    assert (in_memory.kind, in_memory.x.shape) == (from_file.kind, from_file.x.shape)
+    assert in_memory.x.dtype == from_file.x.dtype
+    assert np.array_equal(in_memory.x, from_file.x)
+
+
+def test_labels_of_an_array_in_memory_are_checked_as_an_npz_s(tmp_path):
+    x = np.zeros((4, 3), np.float32)
+    raw = from_array(x, np.array(["b", "a", "b", "a"]))
+    assert raw.class_names == ("a", "b") and raw.y.tolist() == [1, 0, 1, 0]
+    with pytest.raises(UserError, match="labels of shape \\(3,\\) do not match 4 examples"):
+        from_array(x, np.array([0, 1, 2]))
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (6, 2, 3, 4), (6, 2, 2, 2, 2)])
@@ -78,7 +99,8 @@ def test_an_npz_of_one_unnamed_array_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: np.save(p / "d.npy", np.array([1.0, np.nan, 2.0])), r"holds 1 NaN or infinite value\(s\) \(the first in example 1\)"),
+    (lambda p: np.save(p / "d.npy", np.array([1.0, np.nan, 2.0])),
+     r"holds 1 NaN or infinite value\(s\) \(the first in example 1\)"),
     (lambda p: np.save(p / "d.npy", np.array([[1.0, np.inf]])), "NaN or infinite"),
     (lambda p: np.save(p / "d.npy", np.array(["a", "b"])), "holds <U1 values"),
     (lambda p: np.save(p / "d.npy", np.array([1 + 2j])), "complex128 values"),
@@ -87,7 +109,8 @@ def test_an_npz_of_one_unnamed_array_is_read(tmp_path):
     (lambda p: np.save(p / "d.npy", np.array([1e300])), "beyond float32's range"),
     (lambda p: np.save(p / "d.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True), "Python objects"),
     (lambda p: (p / "d.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, "
-                                         b"'shape': (1000000000000,), }" + b" " * 50 + b"\n"), "promises 8000000000000 bytes"),
+                                         b"'shape': (1000000000000,), }" + b" " * 50 + b"\n"),
+     "promises 8000000000000 bytes"),
 ])
 def test_bad_npy_files_are_refused(tmp_path, make, message):
     make(tmp_path)
@@ -148,7 +171,7 @@ def test_reconstruct_writes_npy_in_the_arrays_shape(npz_run, tmp_path, cli):
     assert result.code == 0, result.err
     reconstructions = np.load(tmp_path / "r.npy")
     assert reconstructions.shape == x.shape and reconstructions.dtype == np.float32
-    assert 0 <= reconstructions.min() and reconstructions.max() <= 1
+    assert reconstructions.min() >= 0 and reconstructions.max() <= 1
 
 
 def test_sample_and_encode_an_npz_run(npz_run, tmp_path, cli):

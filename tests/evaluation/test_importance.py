@@ -18,16 +18,23 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from helpers import needs_fashion_mnist
-from vaekit.data.batch import Batch
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import load_data
+from vaekit.data.batch import Batch
 from vaekit.data.codec import IdentityCodec
 from vaekit.evaluation.importance import (
-    ELEMENTS_PER_CHUNK, GPU_ELEMENTS_PER_CHUNK, active_units, chunk_budget, evaluate, importance_terms, log_likelihood,
-    running_logsumexp, samples_per_chunk,
+    ELEMENTS_PER_CHUNK,
+    GPU_ELEMENTS_PER_CHUNK,
+    active_units,
+    chunk_budget,
+    evaluate,
+    importance_terms,
+    log_likelihood,
+    running_logsumexp,
+    samples_per_chunk,
 )
-from vaekit.model.vae import VAE
 from vaekit.model.objectives import Iwae, gaussian_kl
+from vaekit.model.vae import VAE
 
 DATA_DIM, LATENT_DIM = 6, 2
 NOISE_STD = 0.5

@@ -7,9 +7,9 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from vaekit.config import ModelConfig
-from vaekit.model.vae import VAE, reparameterize
 from vaekit.data.batch import Batch
 from vaekit.model.objectives import Elbo, Iwae, gaussian_kl, log_importance_weights
+from vaekit.model.vae import VAE, reparameterize
 
 
 def small_vae(likelihood="bernoulli", event_shape=(1, 4, 4), latent_dim=3) -> VAE:
@@ -67,8 +67,8 @@ def test_l_sample_elbo_is_the_average_of_single_sample_bounds():
     eps = torch.randn((samples, 5, 3), generator=torch.Generator().manual_seed(3))
     loc, log_variance = model.encode(Batch(x))
     kl = gaussian_kl(loc, log_variance).sum(-1)
-    singles = [model.observation_model(loc + torch.exp(0.5 * log_variance) * eps[l]).log_prob(x) - kl
-               for l in range(samples)]
+    singles = [model.observation_model(loc + torch.exp(0.5 * log_variance) * eps[sample]).log_prob(x) - kl
+               for sample in range(samples)]
     torch.testing.assert_close(together.bound, torch.stack(singles).mean(0))
     torch.testing.assert_close(together.bound, together.reconstruction - together.kl)
 
@@ -91,7 +91,9 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo_and_weights_are_log_p_ov
 
 def test_iwae_bound_is_at_least_the_elbo_on_average():
     model, x = small_vae(), torch.rand(64, 1, 4, 4)
-    k1 = torch.stack([Iwae(1).terms(model, Batch(x), torch.Generator().manual_seed(s)).bound.mean() for s in range(20)]).mean()
+    k1 = torch.stack(
+        [Iwae(1).terms(model, Batch(x), torch.Generator().manual_seed(s)).bound.mean() for s in range(20)]
+    ).mean()
     k50 = Iwae(50).terms(model, Batch(x), torch.Generator().manual_seed(0)).bound.mean()
     assert k50 > k1
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.data.batch import Batch
 from vaekit.config import ModelConfig
+from vaekit.data.batch import Batch
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
 

@@ -11,7 +11,12 @@ from PIL import Image
 
 from vaekit.errors import UserError
 from vaekit.reporting.outputs import (
-    as_pixels, csv_text, drawable, save_column_histograms, write_examples, write_reconstructions,
+    as_pixels,
+    csv_text,
+    drawable,
+    save_column_histograms,
+    write_examples,
+    write_reconstructions,
 )
 from vaekit.runs.directory import DataInfo
 

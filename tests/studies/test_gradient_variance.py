@@ -16,17 +16,25 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.data.batch import Batch
-from vaekit.runs.weights import save_weights
 from vaekit.config import ModelConfig, RunConfig
+from vaekit.data.batch import Batch
 from vaekit.errors import UserError
-from vaekit.studies.gradient_variance import (
-    PATHWISE, SCORE_FUNCTION, SURROGATES, GradientVarianceSettings, RunningMoments, encoder_layers,
-    fresh_model_and_batch, measure_gradient_variance, pathwise_surrogate, score_function_surrogate,
-)
-from vaekit.model.vae import VAE
 from vaekit.model.objectives import Elbo, Iwae
+from vaekit.model.vae import VAE
 from vaekit.runs.directory import DataInfo, write_config
+from vaekit.runs.weights import save_weights
+from vaekit.studies.gradient_variance import (
+    PATHWISE,
+    SCORE_FUNCTION,
+    SURROGATES,
+    GradientVarianceSettings,
+    RunningMoments,
+    encoder_layers,
+    fresh_model_and_batch,
+    measure_gradient_variance,
+    pathwise_surrogate,
+    score_function_surrogate,
+)
 
 Z = 4.0  # standard errors allowed between the two means, per layer direction (5 comparisons)
 

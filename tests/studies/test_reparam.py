@@ -19,8 +19,17 @@ from torch.distributions import Normal
 
 from vaekit.errors import UserError
 from vaekit.studies.reparam import (
-    ESTIMATORS, PATHWISE, SCORE_FUNCTION, DemoSettings, SGDSummary, ToyEstimator, check_estimator, compare_sgd,
-    exact_moments, pathwise_final_std, run_demo,
+    ESTIMATORS,
+    PATHWISE,
+    SCORE_FUNCTION,
+    DemoSettings,
+    SGDSummary,
+    ToyEstimator,
+    check_estimator,
+    compare_sgd,
+    exact_moments,
+    pathwise_final_std,
+    run_demo,
 )
 
 Z = 4.0  # standard errors allowed

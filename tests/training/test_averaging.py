@@ -11,11 +11,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vaekit.api import train
-from vaekit.training.averaging import WeightAverage
-from vaekit.runs.checkpoint import AVERAGE_PREFIX, MODEL_PREFIX, load_training_state
-from vaekit.runs.weights import read_safetensors
 from vaekit.config import RunConfig
+from vaekit.runs.checkpoint import AVERAGE_PREFIX, MODEL_PREFIX, load_training_state
 from vaekit.runs.directory import build_model, read_config
+from vaekit.runs.weights import read_safetensors
+from vaekit.training.averaging import WeightAverage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

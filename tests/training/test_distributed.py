@@ -24,19 +24,19 @@ import torch
 from PIL import Image
 
 import vaekit.runtime.world
-from vaekit.runs.weights import read_safetensors
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data.source import split_source
-from vaekit.data.digits import read_digits
-from vaekit.data.codec import PixelCodec
 from vaekit.data.batch import Batch
-from vaekit.evaluation.bounds import dataset_bound
-from vaekit.runtime.world import World, launched_by_torchrun
-from vaekit.training.sharded_step import ShardObjective
-from vaekit.model.vae import VAE
+from vaekit.data.codec import PixelCodec
+from vaekit.data.digits import read_digits
+from vaekit.data.source import split_source
 from vaekit.errors import UserError
+from vaekit.evaluation.bounds import dataset_bound
 from vaekit.model.objectives import Elbo, Iwae
+from vaekit.model.vae import VAE
+from vaekit.runs.weights import read_safetensors
+from vaekit.runtime.world import World, launched_by_torchrun
 from vaekit.training.loop import Trainer
+from vaekit.training.sharded_step import ShardObjective
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1"}

@@ -15,11 +15,11 @@ import torch
 
 from helpers import OTHER_MODELS, RerunGraph, assert_same_run, tensors, tiny
 from vaekit.api import train
-from vaekit.data.source import resolve_likelihood
 from vaekit.data import load_data
+from vaekit.data.source import resolve_likelihood
 from vaekit.model.vae import VAE
-from vaekit.training.guard import TrainingDiverged
 from vaekit.training.graphed_step import GraphedStep
+from vaekit.training.guard import TrainingDiverged
 from vaekit.training.loop import Hooks, Trainer
 from vaekit.training.progress import Progress
 
@@ -59,7 +59,9 @@ def test_the_graph_step_takes_the_eager_steps_of_other_models(tmp_path: Path, ov
     runs = {graphs: trainer(tmp_path, graphs, overrides, epochs=1) for graphs in (True, False)}
     for run in runs.values():
         run.fit()
-    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(tmp_path / "False" / "checkpoint.safetensors")
+    assert tensors(tmp_path / "True" / "checkpoint.safetensors") == tensors(
+        tmp_path / "False" / "checkpoint.safetensors"
+    )
 
 
 def test_a_non_finite_gradient_stops_the_graph_step_before_the_update(tmp_path: Path):
@@ -71,10 +73,14 @@ def test_a_non_finite_gradient_stops_the_graph_step_before_the_update(tmp_path: 
 
     run = trainer(tmp_path, True, hooks=Hooks(after_step=poisoning_step_3), checkpoint_every_steps=None)
     run.model.decoder.out.bias.register_hook(lambda grad: grad * poison)
-    with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
+    with pytest.raises(
+        TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"
+    ):
         run.fit()
     assert all(torch.isfinite(p).all() for p in run.parts.guard.parameters), "the NaN step was taken"
-    assert all(state["step"].item() == 2 for state in run.parts.optimizer.state.values()), "the skipped step was counted"
+    assert all(
+        state["step"].item() == 2 for state in run.parts.optimizer.state.values()
+    ), "the skipped step was counted"
 
 
 def test_an_absurd_learning_rate_stops_the_graph_step_where_it_stops_the_eager_one(tmp_path: Path):

@@ -17,14 +17,14 @@ from safetensors.torch import save_file
 import vaekit.api
 from helpers import STEPS_PER_EPOCH, assert_same_run, tensors, tiny
 from vaekit.api import train
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state
-from vaekit.runs.weights import read_safetensors
 from vaekit.data import load_data
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state
 from vaekit.runs.directory import build_model, read_config
-from vaekit.training.guard import TrainingDiverged
+from vaekit.runs.weights import read_safetensors
 from vaekit.training.data import MEAN_EXAMPLES
+from vaekit.training.guard import TrainingDiverged
 from vaekit.training.loop import Hooks, Trainer
 from vaekit.training.progress import Progress
 from vaekit.training.signals import TrainingInterrupted, stop_on_signals
@@ -87,7 +87,9 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_restores_handlers(tmp_
         if progress.global_step == 30:
             signal.raise_signal(signal.SIGINT)  # arrives as the step ends; the loop looks right after
 
-    with pytest.raises(TrainingInterrupted, match=f"Ctrl-C \\(SIGINT\\) at epoch 2, step 8 of 22; .* vaekit train --resume {out}$") as stopped:
+    with pytest.raises(
+        TrainingInterrupted, match=f"Ctrl-C \\(SIGINT\\) at epoch 2, step 8 of 22; .* vaekit train --resume {out}$"
+    ) as stopped:
         train(tiny(), out, hooks=Hooks(after_step=pressed_at_step_30))
     assert stopped.value.exit_status == 130
     assert {number: signal.getsignal(number) for number in before} == before
@@ -171,7 +173,9 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught_before_the_update(tmp_path:
         return model
 
     monkeypatch.setattr(vaekit.api, "build_model", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"):
+    with pytest.raises(
+        TrainingDiverged, match=r"the gradient of decoder\.out\.bias became NaN or infinite at epoch 1, step 3"
+    ):
         train(tiny(checkpoint_every_steps=None), tmp_path / "run")
     assert all(torch.isfinite(value).all() for value in built[0].state_dict().values()), "the NaN step was taken"
 

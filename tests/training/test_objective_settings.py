@@ -14,9 +14,9 @@ import torch
 from vaekit.api import train
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_data
-from vaekit.model.vae import VAE, reparameterize
 from vaekit.data.batch import Batch
 from vaekit.model.objectives import BoundTerms, Elbo, Iwae, log_importance_weights
+from vaekit.model.vae import VAE, reparameterize
 from vaekit.training.loop import Trainer
 from vaekit.training.signals import StopRequest, TrainingInterrupted
 

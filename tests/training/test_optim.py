@@ -83,7 +83,8 @@ def test_training_never_imports_torch_dynamo(tmp_path):
         "import sys, torch\n"
         "from vaekit.api import train\n"
         "from vaekit.config import ModelConfig, RunConfig, TrainConfig\n"
-        "train(RunConfig(model=ModelConfig(latent_dim=2, hidden_sizes=(8,)), train=TrainConfig(epochs=1)), sys.argv[1])\n"
+        "train(RunConfig(model=ModelConfig(latent_dim=2, hidden_sizes=(8,)), train=TrainConfig(epochs=1)), "
+        "sys.argv[1])\n"
         "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True)
@@ -101,7 +102,8 @@ def test_a_tensor_learning_rate_steps_as_the_float_does():
     """What a step captured in a CUDA graph passes: the rate as a tensor read when the step runs (float64
     here, as the CPU's kernel computes with a double; a GPU's computes with a float)."""
     ours, reference = _model(), _model()
-    adam, reference_adam = Adam(ours.parameters(), lr=3e-3, fused=True), Adam(reference.parameters(), lr=3e-3, fused=True)
+    adam = Adam(ours.parameters(), lr=3e-3, fused=True)
+    reference_adam = Adam(reference.parameters(), lr=3e-3, fused=True)
     for _ in range(3):
         _one_step(adam, ours, lr=torch.tensor(3e-3, dtype=torch.float64))
         _one_step(reference_adam, reference)

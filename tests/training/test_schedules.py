@@ -24,6 +24,8 @@ def test_the_cosine_falls_from_the_rate_to_zero_over_the_budget():
 
 
 def test_a_run_s_schedules_count_in_its_epochs_of_steps():
-    schedules = Schedules(TrainConfig(epochs=4, warmup_epochs=2, beta=1.0, learning_rate=2e-3, lr_schedule="cosine"), 10)
+    schedules = Schedules(
+        TrainConfig(epochs=4, warmup_epochs=2, beta=1.0, learning_rate=2e-3, lr_schedule="cosine"), 10
+    )
     assert schedules.beta(10) == 0.5 and schedules.beta(20) == 1.0
     assert schedules.learning_rate(20) == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi / 2)))

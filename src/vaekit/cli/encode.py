@@ -38,9 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit.runs.trained import TrainedVAE
-    from vaekit.runs.files import atomic_write_bytes
     from vaekit.errors import UserError
+    from vaekit.runs.files import atomic_write_bytes
+    from vaekit.runs.trained import TrainedVAE
 
     if not args.out.lower().endswith(".npz"):
         raise UserError(f"{args.out}: encode writes a .npz file; name --out like codes.npz")

@@ -45,14 +45,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaekit.errors import UserError
     from vaekit.runs.trained import TrainedVAE
     from vaekit.runtime.cpu import flush_denormals, keep_freed_memory, torch_threads
     from vaekit.runtime.device import resolve_device
     from vaekit.runtime.world import joined_world, rank_device
-    from vaekit.errors import UserError
 
     if args.importance_samples < 1:
-        raise UserError(f"--importance-samples {args.importance_samples}: K must be at least 1 (5000 for published numbers)")
+        raise UserError(
+            f"--importance-samples {args.importance_samples}: K must be at least 1 (5000 for published numbers)"
+        )
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: ask for at least one example")
     if args.threads is not None and args.threads < 1:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with joined_world() as world:  # [distributed] under torchrun, each rank estimates some of the batches
         device = rank_device(resolve_device(args.device), world)
         trained = TrainedVAE(args.run_dir, device=str(device))
-        # flush_denormals: softplus of very negative logits; 5% of the time, nothing of the figures
+        # flush_denormals: softplus of very negative logits (README, Performance); nothing of the figures
         with torch_threads(args.threads), flush_denormals():
             return _evaluate(args, trained, world)
 
@@ -114,7 +116,8 @@ def _print_figures(figures, what: str) -> None:  # figures: vaekit.evaluation.im
     print(f"{what}: {figures.examples} examples, K = {figures.importance_samples} importance samples, "
           f"seed {figures.seed}")
     print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim)")
-    print(f"-ELBO         {-figures.elbo:.2f} nats  (reconstruction {-figures.reconstruction:.2f}, KL {figures.kl:.2f})")
+    print(f"-ELBO         {-figures.elbo:.2f} nats  "
+          f"(reconstruction {-figures.reconstruction:.2f}, KL {figures.kl:.2f})")
     print(f"active units  {figures.active_units} of {figures.latent_dim}  (posterior-mean variance > 0.01)")
     print(f"KL per dim    {kl}")
     print(f"time          {figures.seconds:.1f} s")

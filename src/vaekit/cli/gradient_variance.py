@@ -54,11 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaekit.studies import gradient_variance as gv
-    from vaekit.runs.files import atomic_write_text
     from vaekit.config import RunConfig
-    from vaekit.runtime.device import resolve_device
     from vaekit.errors import UserError
+    from vaekit.runs.files import atomic_write_text
+    from vaekit.runtime.device import resolve_device
+    from vaekit.studies import gradient_variance as gv
 
     overrides = data_overrides(args)
     if args.run_dir and overrides:

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             line += f", validation -ELBO {-last['val_elbo']:.2f}"
         print(f"progress   {line}")
     if results:
-        print(f"test       -ELBO {-results['test_elbo']:.2f} nats (reconstruction {-results['test_reconstruction']:.2f}, "
+        print(f"test       -ELBO {-results['test_elbo']:.2f} nats "
+              f"(reconstruction {-results['test_reconstruction']:.2f}, "
               f"KL {results['test_kl']:.2f}) with the best weights of epoch {results['best_epoch']}")
     else:
         print("test       not yet: training has not finished (vaekit train --resume continues it)")

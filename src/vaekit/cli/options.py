@@ -77,7 +77,9 @@ DATA_FLAG_FIELDS = {
 
 def data_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The DataConfig fields the user set on the command line."""
-    return {field: getattr(args, flag) for flag, field in DATA_FLAG_FIELDS.items() if getattr(args, flag, None) is not None}
+    return {
+        field: getattr(args, flag) for flag, field in DATA_FLAG_FIELDS.items() if getattr(args, flag, None) is not None
+    }
 
 
 def refuse_existing(path: str, overwrite: bool) -> None:

@@ -39,9 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit.runs.trained import TrainedVAE
     from vaekit.errors import UserError
     from vaekit.reporting.outputs import write_reconstructions
+    from vaekit.runs.trained import TrainedVAE
 
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)

@@ -58,8 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaekit.runs.files import atomic_write_text
     from vaekit.errors import UserError
+    from vaekit.runs.files import atomic_write_text
     from vaekit.studies.reparam import DemoSettings, run_demo, save_sgd_figure, save_variance_figure
 
     theta_values = DemoSettings.theta_values

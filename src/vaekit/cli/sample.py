@@ -35,9 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.runs.trained import TrainedVAE
     from vaekit.errors import UserError
     from vaekit.reporting.outputs import write_examples
+    from vaekit.runs.trained import TrainedVAE
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: ask for at least one sample")

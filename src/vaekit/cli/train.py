@@ -9,12 +9,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vaekit.cli.options import (
-    add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, parse_int_list,
+    add_data_source_flags,
+    add_debug_flag,
+    add_json_flag,
+    data_overrides,
+    parse_int_list,
 )
 from vaekit.config import (
-    ACTIVATIONS, ARCHITECTURES, BINARIZATIONS, DEVICES, GAUSSIAN_VARIANCES, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES,
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BINARIZATIONS,
+    DEVICES,
+    GAUSSIAN_VARIANCES,
+    LIKELIHOODS,
+    LR_SCHEDULES,
+    OBJECTIVES,
     PRECISIONS,
-    RunConfig, load_toml,
+    RunConfig,
+    load_toml,
 )
 from vaekit.runs.directory import RUN_FILES
 
@@ -83,7 +95,8 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
         "help": "on a CUDA GPU, replay each full batch's step as one captured CUDA graph (default; "
                 "--no-cuda-graphs: launch every kernel from Python)"}),
     "--threads": ("train", "threads", {
-        "type": int, "metavar": "N", "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
+        "type": int, "metavar": "N",
+        "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
         "type": int, "metavar": "N", "help": "also checkpoint every N steps (a checkpoint ends every epoch anyway)"}),
     "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {
@@ -140,7 +153,9 @@ def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, 
         overrides = _overrides(args)
         loader = {name: overrides["data"].pop(name) for name in LOADER_SETTINGS if name in overrides["data"]}
         if overrides["data"] or overrides["model"]:
-            raise UserError(f"{out}: --resume keeps the run's data and model; pass only training flags such as --epochs")
+            raise UserError(
+                f"{out}: --resume keeps the run's data and model; pass only training flags such as --epochs"
+            )
         config = base.with_overrides({"train": overrides["train"], "data": loader})
     else:
         if not args.out:

@@ -153,7 +153,9 @@ def _member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
     except UserError:
         raise
     except UNREADABLE as error:
-        raise UserError(f"{path}[{key!r}]: cannot be read ({_one_line(error)}); the archive is corrupt, save it again") from error
+        raise UserError(
+            f"{path}[{key!r}]: cannot be read ({_one_line(error)}); the archive is corrupt, save it again"
+        ) from error
 
 
 def _data_key(keys: list[str], config: DataConfig, path: Path) -> str:
@@ -180,7 +182,9 @@ def read_npz(config: DataConfig) -> RawData:
         x = _member(archive, data_key, path)
         has_labels = config.label_key in keys and config.label_key != data_key
         if config.label_key != DEFAULT_LABEL_KEY and not has_labels:
-            raise UserError(f"{path}: holds no labels {config.label_key!r} (it holds {', '.join(keys)}); fix --label-key")
+            raise UserError(
+                f"{path}: holds no labels {config.label_key!r} (it holds {', '.join(keys)}); fix --label-key"
+            )
         y = _member(archive, config.label_key, path) if has_labels else None
     where = f"{path}[{data_key!r}]"
     _check_examples(x, where)

@@ -29,7 +29,9 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 HOW_TO_GET = {
-    "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist` or pass --data-dir DIR holding the four IDX files",
+    "fashion-mnist": (
+        "install it with `apt-get install dataset-fashion-mnist` or pass --data-dir DIR holding the four IDX files"
+    ),
     "mnist": "pass --data-dir DIR holding MNIST's four IDX files (train-images-idx3-ubyte.gz, ...)",
 }
 
@@ -50,7 +52,9 @@ def read_idx(path: Path) -> np.ndarray:
             while chunk := file.read(READ_CHUNK):  # reaching the end also checks a gzip file's CRC
                 extra += len(chunk)
     except (OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{path}: cannot be read ({error}); the file is truncated or corrupt, fetch it again") from error
+        raise UserError(
+            f"{path}: cannot be read ({error}); the file is truncated or corrupt, fetch it again"
+        ) from error
     if filled != array.size or extra:
         raise UserError(
             f"{path}: holds {filled + extra} data bytes but its header promises {array.size} "

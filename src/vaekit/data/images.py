@@ -55,7 +55,10 @@ def image_files(folder: Path) -> list[Path]:
         )
     if others:
         logger.warning(
-            "%s: skipped %d file(s) that are not images (such as %s)", folder, len(others), others[0].relative_to(folder)
+            "%s: skipped %d file(s) that are not images (such as %s)",
+            folder,
+            len(others),
+            others[0].relative_to(folder),
         )
     return images
 

@@ -5,8 +5,8 @@ Every source, in memory or streamed from disk, goes `read_source` -> `RawData` -
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vaekit.config import DataConfig
 from vaekit.data.arrays import read_npy, read_npz

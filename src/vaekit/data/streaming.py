@@ -32,7 +32,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from vaekit.config import DataConfig
 from vaekit.data.images import (
-    DECODE_ERRORS, GREY_MODES, IMAGE_SUFFIXES, check_sizes, decode_image, folder_labels, image_files, visible_files,
+    DECODE_ERRORS,
+    GREY_MODES,
+    IMAGE_SUFFIXES,
+    check_sizes,
+    decode_image,
+    folder_labels,
+    image_files,
+    visible_files,
 )
 from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
@@ -96,10 +103,9 @@ class ImageFiles:
         position = int(self.positions[index])
         path = Path(self.files[position])
         pixels = decode_image(path, self.channels, self.image_size)
-        if pixels.ndim == 2:
-            pixels = np.repeat(pixels[None], self.event_shape[0], axis=0)
-        else:
-            pixels = pixels.transpose(2, 0, 1)
+        pixels = (
+            np.repeat(pixels[None], self.event_shape[0], axis=0) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        )
         if pixels.shape != self.event_shape:
             raise UserError(
                 f"{path}: decodes to {pixels.shape[1]}x{pixels.shape[2]} with {pixels.shape[0]} channel(s), but the "

@@ -68,7 +68,9 @@ def _parse(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
                 rows.append(row)
                 lines.append(reader.line_num)
     except csv.Error as error:
-        raise UserError(f"{path}: line {reader.line_num} is not valid CSV ({error}); fix or re-export the file") from error
+        raise UserError(
+            f"{path}: line {reader.line_num} is not valid CSV ({error}); fix or re-export the file"
+        ) from error
     return rows, lines
 
 
@@ -81,7 +83,9 @@ def _check_header(path: Path, header: list[str]) -> list[str]:
     if duplicates:
         raise UserError(f"{path}: the header names {', '.join(duplicates)} more than once; give columns distinct names")
     if all(_is_number(name) for name in names):
-        raise UserError(f"{path}: the first line ({', '.join(names[:3])}, ...) holds numbers, not column names; add a header row")
+        raise UserError(
+            f"{path}: the first line ({', '.join(names[:3])}, ...) holds numbers, not column names; add a header row"
+        )
     return names
 
 
@@ -143,7 +147,8 @@ def _numbers(cells: Cells, name: str) -> np.ndarray:
     if bad.any():
         line = cells.lines[int(np.argmax(bad))]
         raise UserError(
-            f"{cells.path}: column {name!r} holds {int(bad.sum())} NaN or infinite value(s) (the first on line {line}); "
+            f"{cells.path}: column {name!r} holds {int(bad.sum())} NaN or infinite value(s) "
+            f"(the first on line {line}); "
             "remove or impute them first"
         )
     return values

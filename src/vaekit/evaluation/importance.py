@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit whose posterior mean
 # memory stays bounded for any K and any number of examples; the hidden activations are of the same order.
 # Larger chunks were no faster on a CPU (benchmarks/evaluate_speed.py). A GPU takes 128 MiB at once: with the
 # CPU's chunks, K = 5000 over Fashion-MNIST's test set is 10,000 rounds of small kernels, launch-bound
-# (7.6 s on an H100, 1.3 s with these; 512 MiB chunks gave 1.1 s for 4 times the memory).
+# (README, Performance, On a GPU, has the times of both).
 ELEMENTS_PER_CHUNK = 1 << 22
 GPU_ELEMENTS_PER_CHUNK = 1 << 25
 
@@ -198,15 +199,7 @@ def evaluate(
     batch_size = max(1, min(batch_size, len(stored), budget // max(1, event_size)))
     chunk = samples_per_chunk(batch_size, event_size, budget)
     batches = range(0, len(stored), batch_size)
-    total_chunks = len(batches[world.rank :: world.size]) * math.ceil(importance_samples / chunk)
-    chunks_done = 0
-
-    def on_chunk() -> None:
-        nonlocal chunks_done
-        chunks_done += 1
-        if progress is not None:
-            progress(chunks_done, total_chunks)
-
+    on_chunk = _ChunkProgress(progress, len(batches[world.rank :: world.size]) * math.ceil(importance_samples / chunk))
     totals = _Totals(model.latent_dim, device)
     was_training = model.training
     model.eval()
@@ -222,6 +215,18 @@ def evaluate(
         model.train(was_training)
     totals.summed_over(world)
     return _figures(totals, importance_samples, seed, event_size, time.perf_counter() - started)
+
+
+class _ChunkProgress:
+    """Tells `progress(done, total)` after every chunk of importance samples."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _draw_and_discard(generator: torch.Generator, examples: int, latent_dim: int, importance_samples: int,

@@ -36,7 +36,7 @@ class BernoulliLikelihood(nn.Module):
     def log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) (...,) for logits (..., *event_shape) and x broadcasting to them: what
         `Bernoulli.log_prob` computes, summed over the event as `Independent` sums it, without the
-        objects' argument checks and broadcasting (4% of a training step on the CPU)."""
+        objects' argument checks and broadcasting (a few percent of a training step on the CPU)."""
         bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
         return -bce.flatten(start_dim=bce.dim() - self.event_dims).sum(-1)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaekit.runs.files import atomic_write_bytes, atomic_write_text
 from vaekit.data.source import ARRAY, IMAGE
 from vaekit.errors import UserError
-from vaekit.reporting.pictures import image_grid, save_reconstruction_grid
+from vaekit.reporting.pictures import image_grid, png_bytes, save_figure, save_reconstruction_grid
 from vaekit.runs.directory import DataInfo
+from vaekit.runs.files import atomic_write_bytes, atomic_write_text
 
 FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files
 NUMBERED_PNG = re.compile(r"\d+\.png")  # the names _write_png_folder gives
@@ -49,7 +49,9 @@ def as_pixels(examples: np.ndarray, data: DataInfo) -> np.ndarray:
 def _check_format(path: Path, data: DataInfo) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise UserError(f"{path}: unknown output type {suffix}; use .png (images), .npy, .csv (tables) or a folder name")
+        raise UserError(
+            f"{path}: unknown output type {suffix}; use .png (images), .npy, .csv (tables) or a folder name"
+        )
     if suffix in (".png", "") and not drawable(data):
         raise UserError(f"{path}: this run models {data.kind} data of shape {data.event_shape}, which cannot be "
                         "drawn as PNG; use .csv or .npy")
@@ -62,12 +64,6 @@ def _check_format(path: Path, data: DataInfo) -> str:
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _png_bytes(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -106,7 +102,7 @@ def _write_png_folder(folder: Path, pixels: np.ndarray) -> None:
         digits = max(5, len(str(len(pixels) - 1)))
         for i, picture in enumerate(pixels):
             array = picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)
-            (temporary / f"{i:0{digits}d}.png").write_bytes(_png_bytes(Image.fromarray(array)))
+            (temporary / f"{i:0{digits}d}.png").write_bytes(png_bytes(Image.fromarray(array)))
         if folder.exists():
             shutil.rmtree(folder)  # the CLI has already refused unless --overwrite was given
         temporary.rename(folder)
@@ -120,7 +116,7 @@ def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per
     path = Path(path)
     suffix = _check_format(path, data)
     if suffix == ".png":
-        atomic_write_bytes(path, _png_bytes(image_grid(as_pixels(examples, data), columns_per_row)))
+        atomic_write_bytes(path, png_bytes(image_grid(as_pixels(examples, data), columns_per_row)))
     elif suffix == "":
         _write_png_folder(path, as_pixels(examples, data))
     elif suffix == ".npy":
@@ -136,9 +132,7 @@ def write_reconstructions(path: Path, originals: np.ndarray, reconstructions: np
     if _check_format(path, data) != ".png":
         write_examples(path, reconstructions, data)
         return
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    save_reconstruction_grid(as_pixels(originals, data), as_pixels(reconstructions, data), temporary, columns_per_row)
-    temporary.replace(path)
+    save_reconstruction_grid(as_pixels(originals, data), as_pixels(reconstructions, data), path, columns_per_row)
 
 
 def save_column_histograms(data: np.ndarray, samples: np.ndarray, columns: tuple[str, ...] | None,
@@ -168,7 +162,4 @@ def save_column_histograms(data: np.ndarray, samples: np.ndarray, columns: tuple
     more = f" (first {shown} of {len(names)} columns)" if shown < len(names) else ""
     figure.suptitle(f"{title}{more}", fontsize=10)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
+    save_figure(figure, path)

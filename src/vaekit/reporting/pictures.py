@@ -1,13 +1,17 @@
-"""PNG pictures a person can look at: image grids and the loss curve."""
+"""PNG pictures a person can look at: image grids and the loss curve, each written atomically
+(a temporary sibling renamed over the old file, vaekit.runs.files), never half a picture."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from vaekit.runs.files import atomic_write_bytes
 
 MIN_CELL_PIXELS = 56  # small images (8x8 digits) are enlarged so that a grid is viewable at 100%
 GRID_GAP = 2
@@ -33,8 +37,28 @@ def image_grid(images: np.ndarray, columns: int | None = None) -> Image.Image:
     return Image.fromarray(canvas)
 
 
+def png_bytes(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    atomic_write_bytes(Path(path), png_bytes(picture))
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """A matplotlib figure as a PNG file, and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
 def save_image_grid(images: np.ndarray, path: Path, columns: int | None = None) -> None:
-    image_grid(images, columns).save(path)
+    save_png(image_grid(images, columns), path)
 
 
 def save_reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, path: Path, columns: int = 8) -> None:
@@ -64,5 +88,4 @@ def save_loss_curve(metrics: list[dict[str, Any]], path: Path, title: str = "") 
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)

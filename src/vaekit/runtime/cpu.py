@@ -21,15 +21,14 @@ def flush_denormals() -> Iterator[None]:
     """CPU arithmetic with denormal floats (below 1.2e-38) flushed to zero for the block; as before after it.
 
     Adam's moments of weights that never get a gradient (Fashion-MNIST's always-black border pixels)
-    decay through the denormal range, where a CPU takes ~100x longer per operation: from the second
-    epoch on they made the optimizer step 3.5x slower and the whole epoch 35% slower. Numbers that
-    small move no weight at float32 precision: 3 epochs of the reference run gave the same weights bit
-    for bit with and without (benchmarks/train_speed.py).
+    decay through the denormal range, where a CPU is many times slower per operation (README,
+    Performance, gives what it cost). Numbers that small move no weight at float32 precision: 3 epochs
+    of the reference run gave the same weights bit for bit with and without (benchmarks/train_speed.py).
 
     The setting is per thread (the CPU's MXCSR register), and `torch.set_flush_denormal` reaches only
     the calling one: the OpenMP threads that run the other half of every parallel op on 2 cores kept
-    computing with denormals, and Adam's step took 1.6 ms instead of 0.4. So the setting is made on
-    every thread of the OpenMP team too (`on_every_openmp_thread`).
+    computing with denormals, and Adam's step stayed slow. So the setting is made on every thread of the
+    OpenMP team too (`on_every_openmp_thread`).
     """
     was_flushed = bool(torch.tensor(2.0**-126) / 2 == 0)  # half the smallest normal float32 is a denormal
     on_every_openmp_thread(lambda: torch.set_flush_denormal(True))
@@ -109,9 +108,8 @@ def keep_freed_memory() -> None:
 
     Each training step allocates and frees megabytes of activations and gradients, each chunk of
     importance samples tens of MiB; by default glibc hands that back to the kernel and page-faults it
-    in again on the next step. That cost a third of the CPU time of a K = 5000 evaluation and a fifth
-    of a training step of the reference network (system time; benchmarks/). Peak memory is unchanged,
-    but the process keeps its peak until it ends. Process-wide and left on; does nothing where the C
+    in again on the next step, at a measured cost (README, Performance). Peak memory is unchanged, but
+    the process keeps its peak until it ends. Process-wide and left on; does nothing where the C
     library is not glibc.
     """
     import ctypes.util

@@ -18,21 +18,21 @@ weights), in total and per encoder layer (a layer's weight and bias together).
 
 from __future__ import annotations
 
-import io
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
-from vaekit.runs.files import atomic_write_bytes
 from vaekit.config import RunConfig
 from vaekit.data.batch import Batch
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
+from vaekit.reporting.pictures import save_figure
 
 KL_FORMS = ("sampled", "analytic")
 SCORE_FUNCTION, PATHWISE = "score_function", "pathwise"
@@ -342,7 +342,4 @@ def save_layer_figure(report: GradientVarianceReport, path: Path) -> None:
     axis.grid(alpha=0.3, axis="y", which="both")
     axis.legend(loc="upper left", ncol=2)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    save_figure(figure, path)

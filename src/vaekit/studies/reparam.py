@@ -13,16 +13,16 @@ an empirical variance, sqrt((μ₄ − σ⁴)/n), is known exactly rather than e
 
 from __future__ import annotations
 
-import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from vaekit.runs.files import atomic_write_bytes
 from vaekit.errors import UserError
+from vaekit.reporting.pictures import save_figure
 
 Array = np.ndarray
 
@@ -248,15 +248,6 @@ COLOURS = {"score_function": "tab:red", "pathwise": "tab:blue"}
 LABELS = {"score_function": "score function x²(x − θ)", "pathwise": "pathwise 2(θ + ε)"}
 
 
-def _save_figure(figure: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-
-
 def save_sgd_figure(result: DemoResult, path: Path) -> None:
     """θ against the step for every run of both estimators, with the final spreads in the legend."""
     import matplotlib
@@ -278,7 +269,7 @@ def save_sgd_figure(result: DemoResult, path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def save_variance_figure(result: DemoResult, path: Path) -> None:
@@ -305,4 +296,4 @@ def save_variance_figure(result: DemoResult, path: Path) -> None:
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)

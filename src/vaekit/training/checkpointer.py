@@ -121,7 +121,9 @@ class Checkpointer:
             progress = Progress.from_dict(saved["progress"], checkpoint)
             self.randomness.restore(saved, generator_states, progress.global_step, checkpoint)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise UserError(f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit") from error
+            raise UserError(
+                f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit"
+            ) from error
         return progress
 
     def repair(self, progress: Progress) -> None:

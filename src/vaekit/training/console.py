@@ -15,7 +15,10 @@ def describe(record: dict[str, Any]) -> str:
     """One epoch's line, from its metrics.jsonl record."""
     text = f"epoch {record['epoch']:>3}  train -ELBO {-record['train_elbo']:.2f}"
     if "val_elbo" in record:
-        text += f"  val -ELBO {-record['val_elbo']:.2f} (recon {-record['val_reconstruction']:.2f}, KL {record['val_kl']:.2f})"
+        text += (
+            f"  val -ELBO {-record['val_elbo']:.2f} "
+            f"(recon {-record['val_reconstruction']:.2f}, KL {record['val_kl']:.2f})"
+        )
     if "val_iwae" in record:
         text += f"  val -IWAE {-record['val_iwae']:.2f}"
     return text + f"  {record['images_per_second']:,.0f} img/s"

@@ -1,8 +1,8 @@
 """A training step captured once as a CUDA graph and replayed for every full batch.
 
 On a GPU, a step of a small network is bound by the host: the reference network's step launches
-about 95 kernels that keep an H100 busy for 0.36 ms, while the host takes 2.9 ms to issue them
-(README, Performance). A CUDA graph records the kernels once; each later step is one launch.
+about 95 kernels that keep an H100 busy for a fraction of the time the host takes to issue them
+(README, Performance, On a GPU). A CUDA graph records the kernels once; each later step is one launch.
 
 What changes from step to step lives in tensors the graph reads: the batch, copied into a fixed
 buffer, and the KL weight β and the step size. ε and dynamic binarization come from the run's noise
@@ -19,8 +19,8 @@ replays by running the step again lets the CPU tests exercise `CapturedStep` as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 

@@ -62,7 +62,7 @@ class TrainingData:
         shards = (order[start : start + batch][world.shard(min(batch, len(order) - start))] for start in starts)
         if not self.streamed:
             for start, index in zip(starts, shards):
-                # index_select copies whole rows: 20 µs for 128 Fashion-MNIST images on a CPU, 130 µs by t[index].
+                # index_select copies whole rows, several times faster than t[index] (README, Performance).
                 yield min(batch, len(order) - start), self.stored.index_select(0, index)
             return
         decoded = stored_batches(self.stored, shards, self.workers, pin_memory=self.device.type == "cuda")

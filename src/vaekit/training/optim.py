@@ -11,7 +11,8 @@ textbook per-tensor update elsewhere; tests/test_optim.py checks both bit for bi
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

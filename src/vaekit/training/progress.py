@@ -50,4 +50,8 @@ class Progress:
     def where(self, steps_per_epoch: int) -> str:
         """The step being taken, for a message: 'at epoch 2, step 8 of 22', or the end of an epoch."""
         epoch, step = self.epoch + 1, self.step_in_epoch + 1
-        return f"at epoch {epoch}, step {step} of {steps_per_epoch}" if step <= steps_per_epoch else f"at the end of epoch {epoch}"
+        return (
+            f"at epoch {epoch}, step {step} of {steps_per_epoch}"
+            if step <= steps_per_epoch
+            else f"at the end of epoch {epoch}"
+        )
