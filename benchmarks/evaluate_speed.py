@@ -35,8 +35,8 @@ from vaekit.runs.directory import load_model
 from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
 
 
-def distribution_log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return model.observation_model(z).log_prob(x)
+def distribution_log_likelihood(model: VAE, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return model.observation_model(z).log_prob(batch.x)
 
 
 def per_example_loop(

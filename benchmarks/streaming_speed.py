@@ -32,7 +32,8 @@ import torch
 from PIL import Image
 
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data.streaming import load_training_data, stored_batches
+from vaekit.data.loading import load_data
+from vaekit.data.streaming import stored_batches
 from vaekit.model.vae import VAE
 from vaekit.training.loop import Trainer
 
@@ -49,7 +50,7 @@ def make_folder(folder: Path, images: int, size: int) -> Path:
 
 def decode_rate(folder: Path, workers: int, batch_size: int) -> float:
     """Images per second that `stored_batches` delivers over the whole folder."""
-    images = load_training_data(DataConfig(source=str(folder), stream=True, validation_fraction=0.0)).raw.x
+    images = load_data(DataConfig(source=str(folder), stream=True, validation_fraction=0.0)).raw.x
     batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
     started = time.perf_counter()
     count = sum(len(batch) for batch in stored_batches(images, batches, workers))
@@ -59,7 +60,7 @@ def decode_rate(folder: Path, workers: int, batch_size: int) -> float:
 def training_rate(folder: Path, stream: bool, workers: int, batch_size: int, hidden: tuple[int, ...]) -> float:
     """Images per second of one training epoch of an MLP (the reference one by default)."""
     config = DataConfig(source=str(folder), stream=stream, workers=workers, validation_fraction=0.0)
-    splits = load_training_data(config)
+    splits = load_data(config)
     torch.manual_seed(0)
     model = VAE(ModelConfig(hidden_sizes=hidden), splits.event_shape, "bernoulli")
     with tempfile.TemporaryDirectory() as run_dir:
@@ -67,7 +68,7 @@ def training_rate(folder: Path, stream: bool, workers: int, batch_size: int, hid
                           progress_bar=False, workers=workers)
         started = time.perf_counter()
         trainer.run_epoch()
-        return trainer.state.examples_in_epoch / (time.perf_counter() - started)
+        return trainer.progress.examples_in_epoch / (time.perf_counter() - started)
 
 
 def main() -> None:

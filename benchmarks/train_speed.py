@@ -191,6 +191,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
     from vaekit.data.batch import Batch
     from vaekit.data.source import resolve_likelihood
     from vaekit.model.vae import VAE
+    from vaekit.runtime.cpu import cpu_settings
     from vaekit.runtime.device import resolve_device
     from vaekit.training.loop import Trainer
 
@@ -215,7 +216,7 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
                           progress_bar=False)
         setup_seconds = time.perf_counter() - started
         if args.mode == "throughput":  # `fit` trains all the epochs, as `vaekit train` does
-            return timed(trainer.fit, args.epochs * trainer.steps_per_epoch, args.epochs * len(trainer.train_x),
+            return timed(trainer.fit, args.epochs * trainer.data.steps_per_epoch, args.epochs * len(trainer.data),
                          setup_seconds, trainer.device)
         test_images = torch.from_numpy(splits.test.x)
 
@@ -230,10 +231,10 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
             return test_loss(encode, decode_logits, test_images, args.seed, args.device)
 
         def evaluate_kept() -> float:  # the model a run keeps and reports: the running average of the weights
-            with trainer.average.applied():
+            with trainer.parts.average.applied():
                 return evaluate()
 
-        with trainer.cpu_settings():  # the threads and arithmetic `fit` trains with
+        with cpu_settings(trainer.device, config.train.threads):  # the threads and arithmetic `fit` trains with
             return {"setup_seconds": setup_seconds,
                     **quality_run(train_and_validate, evaluate_kept, args.target, args.max_epochs)}
 

@@ -51,11 +51,10 @@ class GraphedStep:
         if captured is None:
             return self.eager(batch, at)
         parts = self.eager.parts
-        parts.optimizer.param_groups[0]["lr"] = at.learning_rate
         found_inf, checks, sums = captured.replay(batch.x, at.beta, at.learning_rate)
         if found_inf.item():  # the graph skipped Adam's update: nothing reached the weights
             raise NonFinite(parts.guard.culprit(checks, self.gradients))
-        parts.average.update(at.number)
+        parts.average.update(at.number)  # Adam's update was the graph's; its gradients stay with it
         return sums
 
     def _capture(self, batch: Batch) -> CapturedStep | None:

@@ -60,7 +60,6 @@ class ShardStep:
     def __call__(self, batch: Batch, at: StepAt) -> torch.Tensor:
         """The step for this rank's shard batch (b, *event_shape) of a global batch of `at.global_batch`."""
         parts, x = self.parts, batch.x
-        parts.optimizer.param_groups[0]["lr"] = at.learning_rate
         shard, noise = self.world.shard(at.global_batch), parts.randomness.noise
         if parts.binarize_dynamically:  # on the CPU, torch.bernoulli's draw bit for bit
             uniforms = torch.rand((at.global_batch, *x.shape[1:]), generator=noise, device=x.device, dtype=x.dtype)
@@ -71,7 +70,5 @@ class ShardStep:
             loss, sums = self.data_parallel(x, eps[:, shard], at.global_batch, at.beta)
         loss.backward()
         parts.guard.check_on_every_rank(loss, self.world)
-        parts.optimizer.step()
-        parts.average.update(at.number)
-        parts.optimizer.zero_grad(set_to_none=True)
+        parts.update(at)
         return sums

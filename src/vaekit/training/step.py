@@ -52,6 +52,14 @@ class StepParts:
     binarize_dynamically: bool = False  # draw each pixel's 0 or 1 afresh every step, from its grey level
     bf16: bool = False  # autocast the networks' products to bf16 (CUDA only)
 
+    def update(self, at: StepAt) -> None:
+        """Adam's step at `at.learning_rate` with the gradients computed, folded into the weight average,
+        and the gradients freed."""
+        self.optimizer.param_groups[0]["lr"] = at.learning_rate
+        self.optimizer.step()
+        self.average.update(at.number)
+        self.optimizer.zero_grad(set_to_none=True)
+
     def precision(self, cache: bool = True) -> AbstractContextManager:
         """bf16 autocast where asked: it reaches the networks' products only, as the bounds cast their
         outputs back to float32. A CUDA graph cannot keep autocast's cache (`cache=False`)."""
@@ -76,11 +84,7 @@ class EagerStep:
         return loss, terms
 
     def __call__(self, batch: Batch, at: StepAt) -> torch.Tensor:
-        parts = self.parts
-        parts.optimizer.param_groups[0]["lr"] = at.learning_rate
         loss, terms = self.forward_backward(batch, at.beta)
-        parts.guard.check(loss)
-        parts.optimizer.step()
-        parts.average.update(at.number)
-        parts.optimizer.zero_grad(set_to_none=True)
+        self.parts.guard.check(loss)
+        self.parts.update(at)
         return terms.sums()
