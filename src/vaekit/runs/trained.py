@@ -1,0 +1,124 @@
+"""A trained run loaded from its directory: sample, encode, decode and reconstruct in the data's own units.
+
+    run = TrainedVAE("runs/digits")
+    images = run.sample(16)                                       # (16, 1, 8, 8) uint8
+    loc, scale = run.encode(images)                               # (16, 20) each
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.config import DataConfig
+from vaekit.data.batch import Batch
+from vaekit.data.loading import detect_format, read_source
+from vaekit.data.source import IMAGE, TABLE, split_source
+from vaekit.data.tables import settings_like_run
+from vaekit.errors import UserError
+from vaekit.runs.directory import load_model, read_metrics, read_results
+from vaekit.runtime.device import resolve_device
+
+
+class TrainedVAE:
+    """A trained run loaded from its directory; every method takes and returns data in source units."""
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.model, self.config, self.data = load_model(self.run_dir, self.device)
+        self.codec = self.data.make_codec()
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.run_dir)
+
+    @property
+    def results(self) -> dict[str, Any] | None:
+        return read_results(self.run_dir)
+
+    def _to_model(self, x: np.ndarray) -> torch.Tensor:
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) != self.data.event_shape:
+            raise UserError(
+                f"data of shape {tuple(x.shape[1:])} per example does not fit this run, which was trained on "
+                f"{self.data.event_shape} ({self.data.description})"
+            )
+        return self.codec.to_model(torch.as_tensor(x).to(self.device))
+
+    def to_data(self, values: torch.Tensor) -> np.ndarray:
+        """Model units (N, *event_shape) back to the data's own (pixels, the table's units)."""
+        return self.codec.from_model(values).cpu().numpy()
+
+    def load_inputs(
+        self, source: str | None = None, split: str | None = None, **data_settings: Any
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Examples (stored form) and labels from the run's own data or another `source` read alike.
+
+        `split` is train, validation, test or all; by default the test split of the run's own data
+        or of a source with its own test files, else all of a new source.
+        """
+        data_config = self.config.data
+        if source is not None or data_settings:
+            data_config = replace(data_config, **({"source": source, "data_format": "auto"} if source else {}),
+                                  **data_settings)
+        if source is not None:
+            data_config = self._read_like_run(data_config, data_settings)
+        raw = read_source(data_config)
+        split = split or ("test" if source is None or raw.test_x is not None else "all")
+        if split == "all":
+            parts = [(raw.x, raw.y)] + ([(raw.test_x, raw.test_y)] if raw.test_x is not None else [])
+            x = np.concatenate([p[0] for p in parts])
+            y = None if any(p[1] is None for p in parts) else np.concatenate([p[1] for p in parts])
+        else:
+            chosen = getattr(split_source(raw, data_config), split)
+            x, y = chosen.x, chosen.y
+        if tuple(x.shape[1:]) != self.data.event_shape:
+            raise UserError(
+                f"{raw.description}: examples of shape {tuple(x.shape[1:])} do not fit {self.run_dir}, which was "
+                f"trained on {self.data.event_shape} ({self.data.description}); pass data like the run's"
+            )
+        return x, y
+
+    def _read_like_run(self, data_config: DataConfig, given: dict[str, Any]) -> DataConfig:
+        """Read a new source as the run's data was read, unless the caller said otherwise: a CSV by the
+        run's column names (so their order cannot mislead the model), an image folder in its channels."""
+        data_format = detect_format(data_config)
+        if data_format == "csv" and self.data.kind == TABLE and "columns" not in given:
+            like_run = settings_like_run(
+                data_config.source, self.data.columns or (), data_config.label_column, str(self.run_dir)
+            )
+            if "label_column" in given:
+                like_run.pop("label_column")
+            return replace(data_config, **like_run)
+        if data_format == "images" and self.data.kind == IMAGE and "channels" not in given:
+            return replace(data_config, channels=self.data.event_shape[0])
+        return data_config
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """μ(x) and σ(x) of q(z|x), each (N, latent_dim)."""
+        loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+        return loc.cpu().numpy(), torch.exp(0.5 * log_variance).cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """E[x|z] for latent codes z (N, latent_dim), in data units."""
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        return self.to_data(self.model.decode_mean(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """Decode the posterior mean of each input: x -> μ(x) -> E[x|z=μ(x)], in data units."""
+        loc, _ = self.model.encode(Batch(self._to_model(x)))
+        return self.to_data(self.model.decode_mean(loc))
+
+    @torch.no_grad()
+    def sample(self, count: int, seed: int = 0) -> np.ndarray:
+        """Decode `count` draws z ~ p(z) = N(0, I); returns E[x|z] in data units."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return self.to_data(self.model.sample(count, generator))
