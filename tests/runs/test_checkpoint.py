@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import save_file
 
 import vaekit
+from vaekit.config import ModelConfig
 from vaekit.data.batch import Batch
+from vaekit.errors import UserError
+from vaekit.model.vae import VAE
 from vaekit.runs.checkpoint import load_training_state, save_training_state
 from vaekit.runs.files import atomic_write_bytes, remove_stale_temporaries
 from vaekit.runs.weights import load_weights, read_safetensors, save_weights
-from vaekit.config import ModelConfig
-from vaekit.errors import UserError
-from vaekit.model.vae import VAE
 
 SOURCE = Path(vaekit.__file__).parent
 
@@ -182,7 +182,8 @@ def test_a_pickled_run_file_is_refused_and_its_payload_never_runs(
     result = cli(*[part.format(run=run, tmp=tmp_path) for part in command])
     assert result.code == 2
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and "not a safetensors file (a pickle" in lines[0] and "never unpickles" in lines[0], result.err
+    assert len(lines) == 1, result.err
+    assert "not a safetensors file (a pickle" in lines[0] and "never unpickles" in lines[0], result.err
     assert not marker.exists()
 
 

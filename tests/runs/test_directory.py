@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.data.batch import Batch
-from vaekit.runs.trained import TrainedVAE
-from vaekit.runs.weights import load_weights, save_weights
 from vaekit.config import ModelConfig
+from vaekit.data.batch import Batch
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
 from vaekit.runs.directory import load_model, prepare_output_dir, read_config
+from vaekit.runs.trained import TrainedVAE
+from vaekit.runs.weights import load_weights, save_weights
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
+from safetensors.torch import load_file
 
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state
-from vaekit.runs.weights import load_weights
 from vaekit.data.digits import read_digits
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state
 from vaekit.runs.directory import build_model, read_config
+from vaekit.runs.weights import load_weights
 from vaekit.training.progress import Progress
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -97,8 +97,7 @@ def a_write_begins(process: subprocess.Popen, out: Path) -> bool:
 
 def tensors(path: Path) -> dict[str, bytes]:
     """The raw bytes of every tensor of a safetensors file, for bit-for-bit comparison."""
-    with safe_open(path, "pt") as file:
-        return {key: file.get_tensor(key).numpy().tobytes() for key in file.keys()}
+    return {key: value.numpy().tobytes() for key, value in load_file(path).items()}
 
 
 def without_timing(record: dict) -> dict:
@@ -206,7 +205,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path: Path, digi
         process.wait()
         left = set(out.glob(".*.tmp"))  # a new one is the write this kill interrupted
         progress = assert_loadable(out)
-        where = "no checkpoint" if progress is None else f"checkpoint at epoch {progress.epoch + 1} step {progress.step_in_epoch}"
+        where = ("no checkpoint" if progress is None
+                 else f"checkpoint at epoch {progress.epoch + 1} step {progress.step_in_epoch}")
         log.append(f"{moment}: {where}{', a write torn' if left - temporaries else ''}")
         temporaries = left
         process = start(out)
@@ -218,7 +218,9 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path: Path, digi
     print("\nkilled " + "; ".join(log))
 
 
-def test_ctrl_c_and_sigterm_write_a_checkpoint_and_say_how_to_resume(tmp_path: Path, digits: Path, reference: Reference):
+def test_ctrl_c_and_sigterm_write_a_checkpoint_and_say_how_to_resume(
+    tmp_path: Path, digits: Path, reference: Reference
+):
     out = tmp_path / "run"
     for signal_number, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         process = start(out, digits if signal_number == signal.SIGINT else None)

@@ -124,6 +124,8 @@ def _load_optimizer_state(
     try:
         optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError, TypeError) as error:
-        raise UserError(f"{path}: optimizer state does not fit ({error}); the checkpoint belongs to another model") from error
+        raise UserError(
+            f"{path}: optimizer state does not fit ({error}); the checkpoint belongs to another model"
+        ) from error
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 
 from vaekit import __version__
-from vaekit.runs.files import atomic_write_text
-from vaekit.runs.weights import load_weights
 from vaekit.config import RunConfig
 from vaekit.data.codec import Codec, codec_from_dict
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
+from vaekit.runs.files import atomic_write_text
+from vaekit.runs.weights import load_weights
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO
