@@ -15,11 +15,27 @@ import traceback
 from types import ModuleType
 
 from vaekit import __version__
-from vaekit.cli import encode, evaluate, gradient_variance, info, reconstruct, reparam_demo, sample, train
+from vaekit.cli import (
+    encode,
+    evaluate,
+    gradient_variance,
+    info,
+    interpolate,
+    latents,
+    manifold,
+    reconstruct,
+    reparam_demo,
+    sample,
+    train,
+    traverse,
+)
 from vaekit.cli.options import OneLineParser
 from vaekit.errors import UserError
 
-COMMANDS: list[ModuleType] = [train, evaluate, sample, reconstruct, encode, info, reparam_demo, gradient_variance]
+COMMANDS: list[ModuleType] = [
+    train, evaluate, sample, reconstruct, encode, interpolate, traverse, manifold, latents, info, reparam_demo,
+    gradient_variance,
+]
 
 DESCRIPTION = """\
 vaekit trains variational auto-encoders (Kingma & Welling) on images, arrays and tables, and

@@ -92,3 +92,24 @@ def refuse_existing(path: str, overwrite: bool) -> None:
     parent = Path(path).absolute().parent
     if not parent.is_dir():
         raise UserError(f"{path}: the folder {parent} does not exist; create it first or choose another --out")
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The run, the device and --overwrite, as every command that reads a run takes them."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to decode (default cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def picture_or_table(path: str, flat: bool, pictures: bool) -> str:
+    """The output kind --out names: "png", or "csv" for flat (table or array) data; one line otherwise."""
+    from vaekit.errors import UserError
+
+    suffix = path.lower().rsplit(".", 1)[-1] if "." in path else ""
+    if suffix == "png" and pictures:
+        return "png"
+    if suffix == "csv" and flat:
+        return "csv"
+    kinds = ".png" + (" or .csv" if flat else "")
+    raise UserError(f"--out {path}: this command writes {kinds} for this run; name --out like out{kinds.split()[0]}")

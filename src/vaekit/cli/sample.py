@@ -13,7 +13,8 @@ examples:
   vaekit sample runs/digits --n 1000 --out x.npy       the decoded means as an array
   vaekit sample runs/table --n 500 --out rows.csv      rows in the table's own units and columns
 
-Each example is E[x|z] for z ~ N(0, I): pixel probabilities as grey levels for images."""
+Each example is E[x|z] for z ~ N(0, I): pixel probabilities as grey levels for images; --stochastic
+draws x ~ p(x|z) instead, and --temperature T draws z ~ N(0, T²I)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, default=64, help="how many examples (default 64)")
     parser.add_argument("--out", required=True, help="output file: .png (images), .npy or .csv (tables)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                        help="draw z ~ N(0, T²I): below 1 nearer the prior's mean, above 1 wilder (default 1)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="draw x ~ p(x|z) instead of E[x|z] (binary pixels for a Bernoulli model)")
     parser.add_argument("--columns-per-row", type=int, default=8, help="PNG grid width (default 8)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -41,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: ask for at least one sample")
+    if not args.temperature > 0:
+        raise UserError(f"--temperature {args.temperature}: must be above 0 (1 draws from the prior)")
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
-    examples = trained.sample(args.n, seed=args.seed)
+    examples = trained.sample(args.n, seed=args.seed, temperature=args.temperature, stochastic=args.stochastic)
     write_examples(args.out, examples, trained.data, args.columns_per_row)
     if args.json:
         print(json.dumps({"out": args.out, "count": args.n, "shape": list(examples.shape)}))

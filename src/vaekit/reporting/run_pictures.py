@@ -4,7 +4,6 @@ reconstructions (pictures) or samples.csv and histograms per column (tables)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from vaekit.data.source import TABLE, Splits
 from vaekit.reporting.outputs import as_pixels, csv_text, drawable, save_column_histograms
@@ -30,7 +29,7 @@ def write_pictures(run: TrainedVAE, splits: Splits) -> None:
         save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(run.reconstruct(originals), run.data),
                                  run.run_dir / "reconstructions.png")
     elif _is_readable_table(run.data):
-        samples = _draw(run, PICTURE_TABLE_ROWS, seed=run.config.train.seed)
+        samples = run.sample(PICTURE_TABLE_ROWS, seed=run.config.train.seed, stochastic=True)
         atomic_write_text(run.run_dir / "samples.csv", csv_text(samples, run.data.columns))
         save_column_histograms(splits.train.x, samples, run.data.columns, run.run_dir / "histograms.png",
                                title=f"{run.data.description}: data and samples x ~ p(x|z)")
@@ -39,18 +38,3 @@ def write_pictures(run: TrainedVAE, splits: Splits) -> None:
 def _is_readable_table(data: DataInfo) -> bool:
     narrow = len(data.event_shape) == 1 and data.event_shape[0] <= WIDEST_PICTURED_ARRAY
     return data.kind == TABLE or narrow
-
-
-@torch.no_grad()
-def _draw(run: TrainedVAE, count: int, seed: int) -> np.ndarray:
-    """Full draws x ~ p(x|z), z ~ p(z), in data units: unlike E[x|z], they spread as the data should."""
-    generator = torch.Generator(device=run.device).manual_seed(seed)
-    z = torch.randn(count, run.model.latent_dim, generator=generator, device=run.device)
-    observation = run.model.observation_model(z).base_dist
-    if isinstance(observation, torch.distributions.Normal):
-        values = observation.loc + observation.scale * torch.randn(
-            observation.loc.shape, generator=generator, device=run.device
-        )
-    else:
-        values = torch.bernoulli(observation.probs, generator=generator)
-    return run.to_data(values)

@@ -20,6 +20,9 @@ from vaekit.data.loading import detect_format, read_source
 from vaekit.data.source import IMAGE, TABLE, split_source
 from vaekit.data.tables import settings_like_run
 from vaekit.errors import UserError
+from vaekit.model import latent_paths
+from vaekit.model.latent_paths import PATHS
+from vaekit.model.objectives import gaussian_kl
 from vaekit.runs.directory import load_model, read_metrics, read_results
 from vaekit.runtime.device import resolve_device
 
@@ -118,7 +121,80 @@ class TrainedVAE:
         return self.to_data(self.model.decode_mean(loc))
 
     @torch.no_grad()
-    def sample(self, count: int, seed: int = 0) -> np.ndarray:
-        """Decode `count` draws z ~ p(z) = N(0, I); returns E[x|z] in data units."""
+    def sample(self, count: int, seed: int = 0, temperature: float = 1.0, stochastic: bool = False) -> np.ndarray:
+        """Decode `count` draws z ~ N(0, T²I) (T = `temperature`; 1 is the prior p(z)), in data units: E[x|z],
+        or with `stochastic` a draw x ~ p(x|z) (binary pixels for a Bernoulli model), which spreads as the
+        data does."""
+        if not temperature > 0:
+            raise UserError(
+                f"--temperature {temperature}: must be above 0 (1 draws from the prior, 0.5 nearer its mean)"
+            )
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        return self.to_data(self.model.sample(count, generator))
+        z = temperature * torch.randn(count, self.model.latent_dim, generator=generator, device=self.device)
+        if not stochastic:
+            return self.to_data(self.model.decode_mean(z))
+        observation = self.model.observation_model(z).base_dist
+        if isinstance(observation, torch.distributions.Normal):
+            noise = torch.randn(observation.loc.shape, generator=generator, device=self.device)
+            return self.to_data(observation.loc + observation.scale * noise)
+        return self.to_data(torch.bernoulli(observation.probs, generator=generator))
+
+    @torch.no_grad()
+    def kl_per_dimension(self, x: np.ndarray) -> np.ndarray:
+        """The KL of each latent dimension, KL(q(zⱼ|x) ‖ p(zⱼ)) averaged over the inputs x: (D,) nats."""
+        loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+        return gaussian_kl(loc, log_variance).mean(0).cpu().numpy()
+
+    @torch.no_grad()
+    def interpolate(self, x_from: np.ndarray, x_to: np.ndarray, steps: int = 10, path: str = "linear") -> np.ndarray:
+        """Decode the path between the posterior means of x_from[i] and x_to[i]: (N, steps, *event_shape),
+        both ends included, in data units; `path` is linear or slerp (along the great circle)."""
+        if path not in PATHS:
+            raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
+        if steps < 2:
+            raise UserError(f"--steps {steps}: a path needs at least 2 steps (its two ends)")
+        loc_from, _ = self.model.encode(Batch(self._to_model(x_from)))
+        loc_to, _ = self.model.encode(Batch(self._to_model(x_to)))
+        codes = latent_paths.interpolation(loc_from, loc_to, steps, path)
+        return self.to_data(self.model.decode_mean(codes))
+
+    @torch.no_grad()
+    def traverse(self, x: np.ndarray | None = None, dims: list[int] | None = None, steps: int = 11,
+                 span: float = 3.0, posterior_scale: bool = False) -> np.ndarray:
+        """Sweep each of `dims` (default all) from −span to +span standard deviations around a base code, the
+        other dimensions held: (len(dims), steps, *event_shape). The base is μ(x) of one input x (1, ...), or
+        without x the prior's mean 0; the step is the prior's standard deviation 1, or with `posterior_scale`
+        the posterior's σ(x) of that input (a much smaller sweep: how sure the encoder is)."""
+        dims = list(range(self.model.latent_dim)) if dims is None else self._check_dims(dims, "--dims")
+        base = torch.zeros(self.model.latent_dim, device=self.device)
+        scales = torch.ones_like(base)
+        if x is not None:
+            loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+            base = loc[0]
+            scales = torch.exp(0.5 * log_variance[0]) if posterior_scale else scales
+        elif posterior_scale:
+            raise UserError("--posterior-scale needs an input to take σ(x) from: pass --index I")
+        codes = latent_paths.traversal(base, scales, dims, steps, span)
+        return self.to_data(self.model.decode_mean(codes))
+
+    @torch.no_grad()
+    def manifold(self, grid: int = 20, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
+        """Decode a grid × grid of codes over two latent dimensions through the inverse Gaussian CDF, the rest
+        at 0 (Kingma & Welling's Figure 4): (grid, grid, *event_shape) in data units."""
+        if self.model.latent_dim < 2:
+            raise UserError(f"{self.run_dir}: a manifold needs 2 latent dimensions, and this run has 1")
+        first, second = self._check_dims(list(dims), "--dims")
+        if first == second or grid < 2:
+            raise UserError(
+                f"--dims {first},{second} --grid {grid}: pick two different dimensions and a grid of 2 or more"
+            )
+        codes = latent_paths.manifold(self.model.latent_dim, grid, (first, second), self.device)
+        return self.to_data(self.model.decode_mean(codes))
+
+    def _check_dims(self, dims: list[int], flag: str) -> list[int]:
+        latent_dim = self.model.latent_dim
+        wrong = [d for d in dims if not 0 <= d < latent_dim]
+        if wrong:
+            listed = ",".join(map(str, dims))
+            raise UserError(f"{flag} {listed}: this run's latent dimensions are 0 to {latent_dim - 1}")
+        return list(dims)
