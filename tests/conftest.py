@@ -49,3 +49,30 @@ def digits_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "digits"
     assert main(["train", "--data", "digits", "--out", str(out), "--epochs", "3", "--quiet"]) == 0
     return out
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (apt-get install chromium): never a browser Playwright downloads
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+def _missing(what: str, fix: str) -> None:
+    """Skip where it cannot be installed (not root); fail as root, as in CI, where `.ci/run` installs it."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} is missing and this is not root, so it cannot be installed here: `{fix}`")
+    pytest.fail(f"{what} is missing: `{fix}`")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless chromium (Playwright's Browser) for tests of served pages, started once per session."""
+    if not CHROMIUM.exists():
+        _missing("chromium", "apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright", "pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -18,6 +18,7 @@ from vaekit.data.arrays import from_array
 from vaekit.data.loading import load_data
 from vaekit.data.source import RawData, Splits, resolve_likelihood, split_source
 from vaekit.errors import UserError
+from vaekit.reporting.report import write_report
 from vaekit.reporting.run_pictures import write_pictures
 from vaekit.runs.directory import DataInfo, build_model, prepare_output_dir, read_config, write_config
 from vaekit.runs.resume import check_same_data, resumed_config
@@ -90,6 +91,7 @@ def _train(
         return None
     trained = TrainedVAE(out, device=str(device))
     write_pictures(trained, splits)
+    write_report(trained, inputs=(splits.test.x, splits.test.y))
     return trained
 
 

@@ -18,6 +18,7 @@ from vaekit import __version__
 from vaekit.cli import (
     encode,
     evaluate,
+    explore,
     gradient_variance,
     info,
     interpolate,
@@ -25,6 +26,7 @@ from vaekit.cli import (
     manifold,
     reconstruct,
     reparam_demo,
+    report,
     sample,
     train,
     traverse,
@@ -33,8 +35,8 @@ from vaekit.cli.options import OneLineParser
 from vaekit.errors import UserError
 
 COMMANDS: list[ModuleType] = [
-    train, evaluate, sample, reconstruct, encode, interpolate, traverse, manifold, latents, info, reparam_demo,
-    gradient_variance,
+    train, evaluate, sample, reconstruct, encode, interpolate, traverse, manifold, latents, info, report, reparam_demo,
+    gradient_variance, explore,
 ]
 
 DESCRIPTION = """\

@@ -94,12 +94,37 @@ def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: Trai
     if not world.is_main:
         return 0  # [distributed] rank 0 prints the figures
     split = args.split or ("test" if source is None else "default")
+    saved_as = _save(args, trained, figures, source, split)
     if args.json:
         print(json.dumps({"run_dir": args.run_dir, "data": source or trained.data.description, "split": split,
                           **figures.to_dict()}))
     else:
         _print_figures(figures, f"{source or trained.data.description}, {split} split")
+        if saved_as:
+            print(f"saved         as \"{saved_as}\" in {trained.run_dir / 'evaluation.json'} (info, report)")
     return 0
+
+
+def _save(args: argparse.Namespace, trained, figures, source: str | None, split: str) -> str | None:
+    """Keep the figures in the run's evaluation.json (beside earlier ones) for `info` and the report; the key
+    they are saved under, or None where the run cannot be written to."""
+    import logging
+    from datetime import datetime, timezone
+
+    from vaekit.runs.directory import EVALUATION_FILE, save_evaluation, weights_digest
+
+    examples = f"{split} (first {figures.examples})" if args.limit is not None else split
+    key = ", ".join([*([source] if source else []), examples, f"K={figures.importance_samples}"])
+    record = {"data": source or trained.data.description, "split": split, **figures.to_dict(),
+              "weights": weights_digest(trained.run_dir),
+              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        save_evaluation(trained.run_dir, key, record)
+    except OSError as error:  # a read-only run still prints its figures
+        logging.getLogger(__name__).warning("could not save the figures in %s: %s",
+                                            trained.run_dir / EVALUATION_FILE, error)
+        return None
+    return key
 
 
 def _binarize_once(x, seed: int):

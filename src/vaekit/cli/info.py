@@ -24,14 +24,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from vaekit.runs.directory import read_config, read_metrics, read_results
+    from vaekit.runs.directory import read_config, read_evaluations, read_metrics, read_results
 
     config, data = read_config(args.run_dir)
     metrics = read_metrics(args.run_dir)
     results = read_results(args.run_dir)
+    evaluations = read_evaluations(args.run_dir)
     if args.json:
         payload = {"config": config.to_dict(), "data": asdict(data), "results": results,
-                   "last_epoch": metrics[-1] if metrics else None}
+                   "last_epoch": metrics[-1] if metrics else None, "evaluations": evaluations}
         print(json.dumps(payload))
         return 0
     model, train = config.model, config.train
@@ -56,4 +57,19 @@ def run(args: argparse.Namespace) -> int:
               f"KL {results['test_kl']:.2f}) with the best weights of epoch {results['best_epoch']}")
     else:
         print("test       not yet: training has not finished (vaekit train --resume continues it)")
+    _print_evaluations(args.run_dir, evaluations)
     return 0
+
+
+def _print_evaluations(run_dir: str, evaluations: dict) -> None:
+    """One line per saved `vaekit evaluate`: NLL, bits/dim, active units, K."""
+    if not evaluations:
+        return
+    from vaekit.runs.directory import weights_digest
+
+    current = weights_digest(run_dir)
+    for key, figures in evaluations.items():
+        earlier = "" if figures.get("weights") in (None, current) else "  [weights since changed by a resume]"
+        print(f"evaluated  {key}: NLL {figures['nll']:.2f} nats ({figures['bits_per_dim']:.4f} bits/dim), "
+              f"active units {figures['active_units']} of {figures['latent_dim']}, "
+              f"K = {figures['importance_samples']}, {figures['examples']} examples{earlier}")

@@ -57,7 +57,9 @@ def labelled_grid(images: np.ndarray, data: DataInfo, row_labels: list[str], col
 
 def line_plots(series: np.ndarray, data: DataInfo, row_labels: list[str], x_values: np.ndarray, x_label: str,
                title: str) -> bytes:
-    """Flat examples (rows, steps, columns) as one panel per column, a line per row, in the data's units."""
+    """Examples (rows, steps, *event_shape) as one panel per value (the first HISTOGRAM_COLUMNS of a flattened
+    example), a line per row, in the data's units."""
+    series = series.reshape(*series.shape[:2], -1)
     names = list(data.columns) if data.columns else [f"x{i}" for i in range(series.shape[-1])]
     shown = min(len(names), HISTOGRAM_COLUMNS)
     plt = _pyplot()
@@ -183,8 +185,9 @@ def project_codes(loc: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[
 
         perplexity = min(30.0, max(2.0, (len(loc) - 1) / 3))
         return TSNE(2, random_state=seed, perplexity=perplexity).fit_transform(loc), ("t-SNE 1", "t-SNE 2")
-    from sklearn.decomposition import PCA
-
-    pca = PCA(2).fit(loc)
-    shares = pca.explained_variance_ratio_
-    return pca.transform(loc), (f"principal component 1 ({shares[0]:.0%})", f"principal component 2 ({shares[1]:.0%})")
+    # PCA by the SVD of the centred codes: scikit-learn's PCA gives these, but importing it costs a second
+    centred = loc - loc.mean(0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    shares = singular**2 / max(float((singular**2).sum()), 1e-30)
+    axes = (f"principal component 1 ({shares[0]:.0%} of the variance)", f"principal component 2 ({shares[1]:.0%})")
+    return centred @ directions[:2].T, axes

@@ -6,6 +6,7 @@ be loaded, checked against new data and used without the original source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -27,7 +28,9 @@ WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the latest full training state, for --resume
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
-RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE,
+EVALUATION_FILE = "evaluation.json"  # `vaekit evaluate`'s figures, keyed by data, split and K
+REPORT_FILE = "report.html"  # derived from the rest: `vaekit report` rewrites it at will
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, EVALUATION_FILE, REPORT_FILE,
              "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png")
 
 
@@ -131,3 +134,30 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def read_results(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RESULTS_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The figures of every `vaekit evaluate` saved in the run, by key ("test, K=5000"); {} before the first."""
+    path = Path(run_dir) / EVALUATION_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: unreadable ({error}); delete it and run `vaekit evaluate` again") from error
+
+
+def save_evaluation(run_dir: Path, key: str, figures: dict[str, Any]) -> None:
+    """Add (or replace) one evaluation beside the others already saved, atomically."""
+    saved = read_evaluations(run_dir)
+    saved[key] = figures
+    atomic_write_text(Path(run_dir) / EVALUATION_FILE, json.dumps(saved, indent=2) + "\n")
+
+
+def weights_digest(run_dir: Path) -> str:
+    """A fingerprint of the best weights, so that figures saved before a resume changed them can be told apart."""
+    digest = hashlib.sha256()
+    with open(Path(run_dir) / WEIGHTS_FILE, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
