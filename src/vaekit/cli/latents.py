@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.errors import UserError
-    from vaekit.reporting.latent_pictures import latent_scatter_png, project_codes
+    from vaekit.reporting.latent_pictures import latent_scatter_png
     from vaekit.runs.files import atomic_write_bytes
     from vaekit.runs.trained import TrainedVAE
 
@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     settings = data_overrides(args)
     x, labels = trained.load_inputs(settings.pop("source", None), args.split, **settings)
     x, labels = x[: args.n], None if labels is None else labels[: args.n]
-    loc, _ = trained.encode(x)
-    codes, axes = project_codes(loc, args.method, args.seed)
-    title = f"posterior means of {len(loc)} inputs ({trained.data.description})"
+    codes, axes = trained.latents(x, args.method, args.seed)
+    title = f"posterior means of {len(codes)} inputs ({trained.data.description})"
     atomic_write_bytes(args.out, latent_scatter_png(codes, labels, trained.data.class_names, axes, title))
     note = "" if labels is not None else " (no labels: one colour)"
-    print(f"wrote a scatter of {len(loc)} codes to {args.out}{note}")
+    print(f"wrote a scatter of {len(codes)} codes to {args.out}{note}")
     return 0

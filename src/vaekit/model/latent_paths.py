@@ -1,12 +1,14 @@
 """Walks through the latent space: paths between codes, sweeps of one dimension, the 2-D manifold grid.
 
-Every function returns latent codes z (..., D) for a decoder; none touches data. The manifold grid goes
+Every function but `project` returns latent codes z (..., D) for a decoder; none touches data. `project`
+puts codes in two dimensions for a scatter (PCA or t-SNE). The manifold grid goes
 through the inverse Gaussian CDF, so equal steps in the grid are equal steps in probability under the
 prior p(z) = N(0, I), as in Figure 4 of Kingma & Welling (2014).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.distributions import Normal
 
@@ -55,3 +57,22 @@ def manifold(latent_dim: int, grid: int, dims: tuple[int, int], device: torch.de
     codes[:, :, dims[0]] = values.flip(0)[:, None]
     codes[:, :, dims[1]] = values[None, :]
     return codes
+
+
+def project(loc: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
+    """Codes (N, D) in two dimensions and the axes' names: as they are for D ≤ 2, else PCA or t-SNE."""
+    if loc.shape[1] == 1:
+        return np.concatenate([loc, np.zeros_like(loc)], axis=1), ("z0", "(none: one latent dimension)")
+    if loc.shape[1] == 2:
+        return loc, ("z0", "z1")
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, max(2.0, (len(loc) - 1) / 3))
+        return TSNE(2, random_state=seed, perplexity=perplexity).fit_transform(loc), ("t-SNE 1", "t-SNE 2")
+    # PCA by the SVD of the centred codes: scikit-learn's PCA gives these, but importing it costs a second
+    centred = loc - loc.mean(0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    shares = singular**2 / max(float((singular**2).sum()), 1e-30)
+    axes = (f"principal component 1 ({shares[0]:.0%} of the variance)", f"principal component 2 ({shares[1]:.0%})")
+    return centred @ directions[:2].T, axes

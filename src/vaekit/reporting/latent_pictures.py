@@ -173,21 +173,3 @@ def as_png_image(png: bytes) -> Any:
 __all__ = ["interpolation_png", "kl_png", "latent_csv", "latent_scatter_png", "manifold_png", "png_bytes",
            "traversal_png"]
 
-
-def project_codes(loc: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
-    """Codes (N, D) in two dimensions and the axes' names: as they are for D ≤ 2, else PCA or t-SNE."""
-    if loc.shape[1] == 1:
-        return np.concatenate([loc, np.zeros_like(loc)], axis=1), ("z0", "(none: one latent dimension)")
-    if loc.shape[1] == 2:
-        return loc, ("z0", "z1")
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = min(30.0, max(2.0, (len(loc) - 1) / 3))
-        return TSNE(2, random_state=seed, perplexity=perplexity).fit_transform(loc), ("t-SNE 1", "t-SNE 2")
-    # PCA by the SVD of the centred codes: scikit-learn's PCA gives these, but importing it costs a second
-    centred = loc - loc.mean(0)
-    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
-    shares = singular**2 / max(float((singular**2).sum()), 1e-30)
-    axes = (f"principal component 1 ({shares[0]:.0%} of the variance)", f"principal component 2 ({shares[1]:.0%})")
-    return centred @ directions[:2].T, axes

@@ -21,6 +21,7 @@ import numpy as np
 from vaekit.config import RunConfig
 from vaekit.data.source import TABLE
 from vaekit.errors import UserError
+from vaekit.model import latent_paths
 from vaekit.reporting import latent_pictures as latent
 from vaekit.reporting.outputs import as_pixels, drawable, save_column_histograms
 from vaekit.reporting.pictures import image_grid, png_bytes
@@ -344,7 +345,7 @@ def _latent_scatter(material: _Material) -> Section:
         return Section("latent", "Latent space", "<p>Too few test inputs to draw their codes.</p>")
     run = material.run
     codes, _ = run.encode(material.x)  # (N, D)
-    codes2d, axes = latent.project_codes(codes)
+    codes2d, axes = latent_paths.project(codes)
     how = {1: "on a line", 2: "as it is (two latent dimensions)"}.get(
         codes.shape[1], f"projected on its first two principal components ({codes.shape[1]} dimensions)")
     labels = None if material.y is None else material.y.astype(np.int64)

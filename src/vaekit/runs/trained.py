@@ -191,6 +191,13 @@ class TrainedVAE:
         codes = latent_paths.manifold(self.model.latent_dim, grid, (first, second), self.device)
         return self.to_data(self.model.decode_mean(codes))
 
+    @torch.no_grad()
+    def latents(self, x: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
+        """The posterior means μ(x) in two dimensions (N, 2) and the axes' names: as they are for D ≤ 2, else
+        by PCA or t-SNE (`method`, seeded by `seed`)."""
+        loc, _ = self.encode(x)
+        return latent_paths.project(loc, method, seed)
+
     def _check_dims(self, dims: list[int], flag: str) -> list[int]:
         latent_dim = self.model.latent_dim
         wrong = [d for d in dims if not 0 <= d < latent_dim]
