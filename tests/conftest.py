@@ -51,6 +51,24 @@ def digits_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def table_run(tmp_path_factory) -> Path:
+    """A small run on a CSV of three columns in their own units (height ~ 10, weight ~ 5, noise ~ 0), two of
+    them correlated, trained once per test session (a couple of seconds)."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("table")
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(300, 1))
+    rows = np.hstack([10 + 3 * shared, 5 - 2 * shared, rng.normal(size=(300, 1))]) + 0.3 * rng.normal(size=(300, 3))
+    lines = ["height,weight,noise"] + [",".join(f"{v:.3f}" for v in row) for row in rows]
+    (folder / "people.csv").write_text("\n".join(lines) + "\n")
+    out = folder / "run"
+    assert main(["train", "--data", str(folder / "people.csv"), "--out", str(out), "--epochs", "3",
+                 "--latent-dim", "2", "--batch-size", "32", "--quiet"]) == 0
+    return out
+
+
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's (apt-get install chromium): never a browser Playwright downloads
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]

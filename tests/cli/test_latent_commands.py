@@ -12,21 +12,6 @@ from PIL import Image
 from vaekit.runs.trained import TrainedVAE
 
 
-@pytest.fixture(scope="module")
-def table_run(tmp_path_factory) -> Path:
-    from vaekit.cli import main
-
-    folder = tmp_path_factory.mktemp("table")
-    rng = np.random.default_rng(0)
-    rows = rng.normal(size=(600, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, 2.0]
-    lines = ["height,weight,speed"] + [",".join(f"{v:.5f}" for v in row) for row in rows]
-    (folder / "people.csv").write_text("\n".join(lines) + "\n")
-    out = folder / "run"
-    assert main(["train", "--data", str(folder / "people.csv"), "--out", str(out), "--epochs", "2",
-                 "--latent-dim", "2", "--batch-size", "64", "--quiet"]) == 0
-    return out
-
-
 def picture(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -68,11 +53,11 @@ def test_stochastic_samples_are_binary_for_a_bernoulli_run_and_temperature_shrin
 def test_a_table_run_interpolates_and_traverses_to_csv_in_its_units(cli, table_run, tmp_path):
     assert cli("interpolate", table_run, "--pairs", "2", "--steps", "4", "--out", tmp_path / "i.csv").code == 0
     lines = (tmp_path / "i.csv").read_text().splitlines()
-    assert lines[0] == "pair,t,height,weight,speed" and len(lines) == 1 + 2 * 4
-    weights = [float(line.split(",")[3]) for line in lines[1:]]
-    assert 20 < np.mean(weights) < 80  # the table's units, not standardized values
+    assert lines[0] == "pair,t,height,weight,noise" and len(lines) == 1 + 2 * 4
+    heights = [float(line.split(",")[2]) for line in lines[1:]]
+    assert 4 < np.mean(heights) < 16  # the table's units (about 10), not standardized values (about 0)
     assert cli("traverse", table_run, "--out", tmp_path / "t.csv").code == 0
-    assert (tmp_path / "t.csv").read_text().startswith("dim,offset,height,weight,speed")
+    assert (tmp_path / "t.csv").read_text().startswith("dim,offset,height,weight,noise")
     assert cli("interpolate", table_run, "--out", tmp_path / "i.png").code == 0  # line plots per column
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit.cli import main
 from vaekit.errors import UserError
 from vaekit.reporting.explorer import ACTIVE_KL_NATS, Explorer
 from vaekit.reporting.explorer_server import MAX_BODY_BYTES, make_server
@@ -32,19 +31,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SERVING = re.compile(r"serving .+ at (http://127\.0\.0\.1:(\d+)/) — Ctrl-C stops it")
 
 
-@pytest.fixture(scope="module")
-def table_run(tmp_path_factory) -> Path:
-    """A small run on a three-column CSV table (a couple of seconds)."""
-    folder = tmp_path_factory.mktemp("table")
-    rng = np.random.default_rng(0)
-    shared = rng.normal(size=(300, 1))
-    rows = np.hstack([10 + 3 * shared, 5 - 2 * shared, rng.normal(size=(300, 1))]) + 0.3 * rng.normal(size=(300, 3))
-    lines = ["height,weight,noise"] + [",".join(f"{v:.3f}" for v in row) for row in rows]
-    (folder / "people.csv").write_text("\n".join(lines) + "\n")
-    out = folder / "run"
-    assert main(["train", "--data", str(folder / "people.csv"), "--out", str(out), "--epochs", "3",
-                 "--latent-dim", "2", "--batch-size", "32", "--quiet"]) == 0
-    return out
 
 
 @contextmanager

@@ -6,7 +6,14 @@ import argparse
 import io
 import json
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, refuse_existing
+from vaekit.cli.options import (
+    add_data_source_flags,
+    add_debug_flag,
+    add_json_flag,
+    add_split_flag,
+    data_overrides,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -25,8 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
     add_data_source_flags(parser)
-    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
-                        help="which examples (default: test of the run's data, all of a new source)")
+    add_split_flag(parser)
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

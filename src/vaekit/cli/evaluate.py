@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, data_overrides
+from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, add_split_flag, data_overrides
 
 EXAMPLES = """\
 examples:
@@ -29,8 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
     add_data_source_flags(parser)
-    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
-                        help="which examples (default: test of the run's data, all of a new source)")
+    add_split_flag(parser)
     parser.add_argument("--importance-samples", type=int, default=5000, metavar="K",
                         help="samples of q(z|x) per example (default 5000, as published)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N examples (a quick look)")

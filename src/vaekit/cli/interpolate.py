@@ -8,6 +8,7 @@ from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
     add_run_flags,
+    add_split_flag,
     data_overrides,
     picture_or_table,
     refuse_existing,
@@ -32,8 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_run_flags(parser)
     add_data_source_flags(parser)
-    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
-                        help="which examples (default: test of the run's data, all of a new source)")
+    add_split_flag(parser)
     parser.add_argument("--pairs", type=int, default=8, help="pairs chosen at random by --seed (default 8)")
     parser.add_argument("--from", dest="first", type=int, metavar="I", help="the index of one end (with --to)")
     parser.add_argument("--to", dest="second", type=int, metavar="J", help="the index of the other end")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_run_flags, data_overrides, refuse_existing
+from vaekit.cli.options import (
+    add_data_source_flags,
+    add_debug_flag,
+    add_run_flags,
+    add_split_flag,
+    data_overrides,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -24,8 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_run_flags(parser)
     add_data_source_flags(parser)
-    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
-                        help="which examples (default: test of the run's data, all of a new source)")
+    add_split_flag(parser)
     parser.add_argument("--n", type=int, default=5000, help="at most N inputs (default 5000)")
     parser.add_argument("--method", choices=["pca", "tsne"], default="pca", help="for D > 2 (default pca)")
     parser.add_argument("--seed", type=int, default=0, help="seed of t-SNE (default 0)")

@@ -94,6 +94,11 @@ def refuse_existing(path: str, overwrite: bool) -> None:
         raise UserError(f"{path}: the folder {parent} does not exist; create it first or choose another --out")
 
 
+def add_split_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
+                        help="which examples (default: test of the run's data, all of a new source)")
+
+
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The run, the device and --overwrite, as every command that reads a run takes them."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, refuse_existing
+from vaekit.cli.options import (
+    add_data_source_flags,
+    add_debug_flag,
+    add_json_flag,
+    add_split_flag,
+    data_overrides,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -25,8 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
     add_data_source_flags(parser)
-    parser.add_argument("--split", choices=["train", "validation", "test", "all"],
-                        help="which examples (default: test of the run's data, all of a new source)")
+    add_split_flag(parser)
     parser.add_argument("--n", type=int, help="only the first N examples (default 32 for PNG, else all)")
     parser.add_argument("--out", required=True, help="output file: .png (images), .npy or .csv (tables)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
