@@ -1,5 +1,5 @@
 """The package's layers: every module imports only from its own subpackage and the layers beneath it
-(README, Architecture), and importing the package loads no torch."""
+(docs/architecture.md), and importing the package loads no torch."""
 
 from __future__ import annotations
 
@@ -55,5 +55,13 @@ def test_every_subpackage_has_its_layer():
 
 def test_importing_the_package_loads_no_torch():
     code = "import sys, vaekit; assert 'torch' not in sys.modules, 'torch was imported'"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_dir_lists_the_lazy_names_without_importing_them():
+    code = ("import sys, vaekit; names = dir(vaekit); "
+            "assert {'train', 'TrainedVAE', 'RunConfig', 'VAE', '__version__'} <= set(names), names; "
+            "assert 'importlib' not in names and 'torch' not in sys.modules")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr

@@ -1,7 +1,7 @@
 """The reference run of the issue: Fashion-MNIST, MLP 784-400-20, Bernoulli on grey levels, 10 epochs.
 
 pytorch/examples' VAE reaches a test loss of 244.4 nats in this setting on this machine and
-Pythae's 243.8; vaekit must reach at most 245 (measured: see README, "Reproducing every figure").
+Pythae's 243.8; vaekit must reach at most 245 (measured: see docs/reproducing.md).
 """
 
 import json

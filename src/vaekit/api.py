@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vaekit.config import RunConfig
+from vaekit.config import DEFAULT_BATCH, RunConfig, batch_size_for
 from vaekit.data.arrays import from_array
 from vaekit.data.loading import load_data
 from vaekit.data.source import RawData, Splits, resolve_likelihood, split_source
@@ -29,6 +31,8 @@ from vaekit.training.loop import Hooks, Trainer
 from vaekit.training.signals import stop_on_signals
 
 __all__ = ["TrainedVAE", "train"]
+
+logger = logging.getLogger(__name__)
 
 
 def train(
@@ -66,6 +70,7 @@ def _train(
         config = resumed_config(saved, config, out)
     config = config or RunConfig()
     splits = _splits(config, out, data, labels)
+    config = _with_batch_size(config, splits, world)
     info = _data_info(config, splits)
     if resume:
         check_same_data(saved_info, info, out)
@@ -102,6 +107,19 @@ def _splits(config: RunConfig, out: Path, data: np.ndarray | RawData | None, lab
     if source.is_dir() and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
         raise UserError(f"{out}: lies inside the data folder {source}; choose an --out outside it")
     return load_data(config.data)
+
+
+def _with_batch_size(config: RunConfig, splits: Splits, world: World) -> RunConfig:
+    """The config with the batch it trains with (TrainConfig.batch_size), which config.json then records, so
+    that a resume and `vaekit info` see the number used."""
+    if config.train.batch_size is not None:
+        return config
+    batch_size = batch_size_for(config.train, len(splits.train))
+    if batch_size < DEFAULT_BATCH and world.is_main:
+        logger.warning("%s: %d training examples are fewer than the default batch of %d; training in batches of %d "
+                       "(--batch-size chooses another)", splits.raw.description, len(splits.train), DEFAULT_BATCH,
+                       batch_size)
+    return replace(config, train=replace(config.train, batch_size=batch_size))
 
 
 def _data_info(config: RunConfig, splits: Splits) -> DataInfo:

@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import math
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv")
+DEFAULT_BATCH = 256  # TrainConfig.batch_size when it is not given and the data holds that many
 
 
 def _check(condition: bool, message: str) -> None:
@@ -113,9 +116,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30  # enough for digits to look like digits; early stopping ends it sooner if it stalls
-    # Twice pytorch/examples' 128, with a step size to match: on a CPU the larger batch is faster per image,
-    # and the reference network reached a test loss of 245 nats in half the epochs (README, Performance).
-    batch_size: int = 256
+    # None: DEFAULT_BATCH, or the largest power of two within a smaller training split (`batch_size_for`),
+    # resolved once the data is known and recorded in the run's config.json. DEFAULT_BATCH is twice
+    # pytorch/examples' 128, with a step size to match: on a CPU the larger batch is faster per image, and the
+    # reference network reached a test loss of 245 nats in half the epochs (docs/performance.md).
+    batch_size: int | None = None
     learning_rate: float = 3e-3
     # Adam's β₂: a shorter memory of squared gradients than its usual 0.999 keeps pace with the larger step.
     adam_beta2: float = 0.99
@@ -147,14 +152,17 @@ class TrainConfig:
     # same numbers, without the host issuing ~100 kernels a step (vaekit.training.cuda_graph). Ignored elsewhere.
     cuda_graphs: bool = True
     # CPU threads while training; None keeps torch's default, the physical cores. On a machine busy with
-    # other work fewer can be much faster (README, Performance, measures it).
+    # other work fewer can be much faster (docs/performance.md measures it).
     threads: int | None = None
     checkpoint_every_steps: int | None = None  # besides every epoch
     checkpoint_every_minutes: float | None = None  # besides every epoch
+    # Also log each epoch's figures and pictures for TensorBoard in RUN/tensorboard/ (the optional extra
+    # vaekit[tensorboard]); metrics.jsonl stays the record. Off: most runs need no second log.
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs = {self.epochs} must be at least 1")
-        _check(self.batch_size >= 1, f"batch_size = {self.batch_size} must be at least 1")
+        _check(self.batch_size is None or self.batch_size >= 1, f"batch_size = {self.batch_size} must be at least 1")
         _check(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
             f"learning_rate = {self.learning_rate} must be a positive number such as 1e-3",
@@ -183,6 +191,16 @@ class TrainConfig:
             self.checkpoint_every_minutes is None or self.checkpoint_every_minutes > 0,
             f"checkpoint_every_minutes = {self.checkpoint_every_minutes} must be positive",
         )
+
+
+def batch_size_for(train: TrainConfig, train_examples: int) -> int:
+    """The batch a run trains with: the one given, else DEFAULT_BATCH, or for a training split smaller than
+    that the largest power of two it holds, so that a small dataset trains without being told a batch size."""
+    if train.batch_size is not None:
+        return train.batch_size
+    if train_examples >= DEFAULT_BATCH:
+        return DEFAULT_BATCH
+    return 1 << (max(train_examples, 1).bit_length() - 1)
 
 
 @dataclass(frozen=True)
@@ -224,16 +242,47 @@ def _reject_unknown(raw: dict[str, Any], valid: list[str], origin: str) -> None:
 
 def _build(cls: type, values: dict[str, Any], origin: str) -> Any:
     _reject_unknown(values, [f.name for f in fields(cls)], origin)
+    annotations = typing.get_type_hints(cls)
     converted = {}
     for f in fields(cls):
         if f.name in values:
             value = values[f.name]
+            expected = _misfit(value, annotations[f.name])
+            if expected:  # before the dataclass compares a string with a number, in Python's words
+                raise UserError(f"{origin}: {f.name} = {value!r} must be {expected}")
             # TOML and JSON have lists; the configs hold tuples so that they stay hashable and frozen.
             converted[f.name] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**converted)
     except TypeError as error:
         raise UserError(f"{origin}: {error}") from error
+
+
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+LIST_NAMES = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _misfit(value: Any, annotation: Any) -> str | None:
+    """What a setting's value must be, in a TOML writer's words, if it does not fit the field's annotation
+    (bool, int, float, str, tuple[int, ...], tuple[int, int], or one of these or None); None when it fits."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    if options:
+        fits = [_misfit(value, option) for option in options if option is not type(None)]
+        return None if value is None or None in fits else " or ".join(fits)
+    if typing.get_origin(annotation) is tuple:
+        items = typing.get_args(annotation)
+        count = "" if items[-1] is Ellipsis else f"{len(items)} "
+        wanted = f"a list of {count}{LIST_NAMES.get(items[0], 'values')}"
+        if not isinstance(value, (list, tuple)) or (items[-1] is not Ellipsis and len(value) != len(items)):
+            return wanted
+        return wanted if any(_misfit(item, items[0]) for item in value) else None
+    if annotation not in TYPE_NAMES:
+        return None  # a type without a check here: the dataclass's own validation decides
+    if annotation is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
+    return None if fits else TYPE_NAMES[annotation]
 
 
 def load_toml(path: str | Path) -> RunConfig:

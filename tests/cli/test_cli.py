@@ -1,6 +1,8 @@
 """The command line on the embedded digits: train, sample, reconstruct, encode, info, --help."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,9 +51,25 @@ def test_reconstruct_and_encode(cli, digits_run, tmp_path):
     assert codes["loc"].shape == (1797, 20) and codes["labels"].shape == (1797,) and (codes["scale"] > 0).all()
 
 
+def test_encode_writes_the_source_rows_and_class_names(cli, digits_run, tmp_path):
+    from vaekit.data.digits import read_digits
+
+    result = cli("encode", digits_run, "--out", tmp_path / "codes.npz")  # the run's own shuffled test split
+    assert result.code == 0 and "rows, labels, class_names" in result.out
+    codes, digits = np.load(tmp_path / "codes.npz"), read_digits()
+    assert codes["class_names"].tolist() == [str(d) for d in range(10)] and "names" not in codes
+    assert len(set(codes["rows"])) == len(codes["rows"]) == 300
+    assert np.array_equal(codes["labels"], digits.y[codes["rows"]])
+    again = cli("encode", digits_run, "--data", "digits", "--split", "all", "--out", tmp_path / "all.npz")
+    assert again.code == 0 and np.load(tmp_path / "all.npz")["rows"].tolist() == list(range(1797))
+
+
 def test_info_prints_settings_and_figures(cli, digits_run):
     result = cli("info", digits_run)
     assert result.code == 0 and "test       -ELBO" in result.out
+    # which -ELBO this is, beside `vaekit evaluate`'s from K importance samples
+    assert "(a one-sample estimate on the test split, written at the end of training)" in result.out
+    assert "with the best averaged weights of epoch" in result.out
     payload = json.loads(cli("info", digits_run, "--json").out)
     assert payload["results"]["test_elbo"] < 0 and payload["data"]["event_shape"] == [1, 8, 8]
 
@@ -67,3 +85,23 @@ def test_every_command_has_help_with_examples(cli, command):
 def test_a_usage_mistake_is_one_line_with_status_2(cli):
     result = cli("train", "--epochs", "many")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1 and "--epochs" in result.err
+
+
+def test_help_version_usage_errors_and_info_load_no_torch(digits_run):
+    """They start in a fraction of a second: torch alone takes seconds to import."""
+    code = f"""
+import sys
+from vaekit.cli import main
+for argv in (["--help"], ["--version"], ["train", "--help"], ["train", "--epochz", "3"], ["sample", "--n", "x"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+assert main(["info", {str(digits_run)!r}]) == 0
+assert main(["info", {str(digits_run)!r}, "--json"]) == 0
+loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
+assert not loaded, loaded
+"""
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "did you mean --epochs?" in completed.stderr and "test       -ELBO" in completed.stdout

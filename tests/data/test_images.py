@@ -113,8 +113,14 @@ def test_mixed_sizes_without_image_size_list_the_sizes(tmp_path):
     for i in range(3):
         save(tmp_path / f"a{i}.png", np.zeros((8, 8), np.uint8))
     save(tmp_path / "b.png", np.zeros((5, 7), np.uint8))
-    with pytest.raises(UserError, match=r"3 are 8x8, 1 are 5x7\); pass --image-size 8x8"):
+    with pytest.raises(UserError, match=r"3 are 8x8 such as a0.png, 1 are 5x7 such as b.png\); pass --image-size 8x8"):
         read_folder(tmp_path)
+
+
+def test_a_folder_keeps_each_images_file_name(tmp_path):
+    raw = read_folder(make_shapes_folder(tmp_path / "shapes", per_class=2))
+    assert raw.names == ("circle/000.png", "circle/001.png", "cross/000.png", "cross/001.png",
+                         "square/000.png", "square/001.png")
 
 
 def test_sixteen_bit_grey_keeps_its_range(tmp_path):
@@ -187,6 +193,32 @@ def test_encode_keeps_the_folder_labels(shapes_run, tmp_path, cli):
     codes = np.load(tmp_path / "codes.npz")
     assert codes["loc"].shape == (3 * PER_CLASS, 2)
     assert np.bincount(codes["labels"]).tolist() == [PER_CLASS] * 3
+
+
+def test_encode_names_each_codes_file_and_class(shapes_run, tmp_path, cli):
+    folder, out = shapes_run
+    result = cli("encode", out, "--data", folder, "--out", tmp_path / "codes.npz")
+    assert "rows, names, labels, class_names" in result.out
+    codes = np.load(tmp_path / "codes.npz")  # no pickle needed: the names are a unicode array
+    assert codes["names"][0] == "circle/000.png" and codes["names"][-1] == f"square/{PER_CLASS - 1:03d}.png"
+    assert codes["class_names"].tolist() == list(CLASSES) and codes["rows"].tolist() == list(range(3 * PER_CLASS))
+    assert [codes["class_names"][label] for label in codes["labels"]] == [n.split("/")[0] for n in codes["names"]]
+    result = cli("encode", out, "--out", tmp_path / "test.npz", "--json")  # the run's own test split
+    test = np.load(tmp_path / "test.npz")
+    assert "names" in json.loads(result.out)["arrays"]
+    assert test["names"].tolist() == [codes["names"][row] for row in test["rows"]]
+
+
+def test_reconstruct_spreads_its_examples_over_the_classes(shapes_run, tmp_path, cli):
+    from vaekit.runs.trained import TrainedVAE
+
+    folder, out = shapes_run
+    chosen, _ = TrainedVAE(out).load_split(str(folder))
+    first = chosen.spread(16, seed=0)
+    assert sorted(np.bincount(first.y).tolist()) == [5, 5, 6] and list(first.y) == sorted(first.y)
+    assert first.names != chosen.spread(16, seed=1).names and first.names == chosen.spread(16, seed=0).names
+    assert cli("reconstruct", out, "--data", folder, "--n", "16", "--out", tmp_path / "r.npy").code == 0
+    assert np.array_equal(np.load(tmp_path / "r.npy"), TrainedVAE(out).reconstruct(first.x))
 
 
 def test_a_new_colour_folder_is_read_in_the_runs_channels(shapes_run, tmp_path, cli):

@@ -178,6 +178,17 @@ def test_reconstructions_come_back_in_original_units_and_names(table_run, tmp_pa
         assert np.corrcoef(reconstructions[:, column], numbers[:, column])[0, 1] > 0.8
 
 
+def test_the_reconstruction_error_is_given_per_column_in_its_units(table_run, tmp_path, cli):
+    data, out, numbers = table_run
+    result = cli("reconstruct", out, "--data", data, "--out", tmp_path / "r.csv", "--json")
+    by_column = json.loads(result.out)["mean_absolute_error_by_column"]
+    _, reconstructions = read_csv(tmp_path / "r.csv")
+    assert list(by_column) == list(COLUMNS)
+    np.testing.assert_allclose(list(by_column.values()), np.abs(reconstructions - numbers).mean(axis=0), rtol=1e-3)
+    text = cli("reconstruct", out, "--data", data, "--out", tmp_path / "r.csv", "--overwrite").out
+    assert "per column, in its units: height_cm " in text and ", income " in text
+
+
 def test_sample_writes_csv_in_original_units(table_run, tmp_path, cli):
     _, out, numbers = table_run
     assert cli("sample", out, "--n", "50", "--out", tmp_path / "s.csv").code == 0

@@ -243,6 +243,8 @@ def test_cli_evaluate_text_and_limit(cli, digits_run):
     result = cli("evaluate", digits_run, "--importance-samples", "5", "--limit", "10", "--quiet")
     assert result.code == 0, result.err
     assert "10 examples, K = 5" in result.out and "NLL" in result.out and "active units" in result.out
+    # which ELBO this is, beside the one-sample one that `info` shows
+    assert "from the same K = 5 samples as the NLL" in result.out
 
 
 @pytest.mark.parametrize("flags, words", [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -58,6 +60,16 @@ def test_images_go_to_a_folder_of_pngs(tmp_path):
     write_examples(tmp_path / "out", pixels[:1], IMAGES)  # a folder written before may be replaced
     assert len(list((tmp_path / "out").iterdir())) == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_a_folder_of_pngs_has_the_permissions_mkdir_and_open_would_give(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_examples(tmp_path / "out", np.zeros((2, 1, 4, 4), np.uint8), IMAGES)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # not mkdtemp's 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()} == {0o644}
 
 
 def test_a_folder_holding_other_files_is_never_replaced(tmp_path):

@@ -23,9 +23,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vaekit.config import RunConfig, TrainConfig
 from vaekit.data.digits import read_digits
+from vaekit.errors import UserError
 from vaekit.runs.checkpoint import STATE_KEY, load_training_state
 from vaekit.runs.directory import build_model, read_config
+from vaekit.runs.resume import resumed_config
 from vaekit.runs.weights import load_weights
 from vaekit.training.progress import Progress
 
@@ -235,3 +238,18 @@ def test_ctrl_c_and_sigterm_write_a_checkpoint_and_say_how_to_resume(
     code, err = finish(start(out))
     assert code == 0, err
     assert_same_run(out, reference.wait())
+
+
+# ----- what a resume may change (runs/resume.py) --------------------------------------------------
+
+@pytest.mark.parametrize("saved_batch", [256, 128])  # an older run's 256, or one resolved for a small split
+def test_a_resume_with_the_batch_size_unset_keeps_the_runs(tmp_path: Path, saved_batch: int):
+    saved = RunConfig(train=TrainConfig(batch_size=saved_batch))
+    resumed = resumed_config(saved, RunConfig(train=TrainConfig(epochs=50)), tmp_path)
+    assert resumed.train.batch_size == saved_batch and resumed.train.epochs == 50
+
+
+def test_a_resume_may_not_change_a_batch_size_given(tmp_path: Path):
+    with pytest.raises(UserError, match=r"keeps batch_size = 128 \(not 256\)"):
+        resumed_config(RunConfig(train=TrainConfig(batch_size=128)), RunConfig(train=TrainConfig(batch_size=256)),
+                       tmp_path)

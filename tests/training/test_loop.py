@@ -3,10 +3,12 @@ determinism and checkpoint cadence. In-process, on the embedded digits with a ti
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import shutil
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from vaekit.model.vae import VAE
 from vaekit.runs.checkpoint import STATE_KEY, load_training_state
 from vaekit.runs.directory import build_model, read_config
 from vaekit.runs.weights import read_safetensors
+from vaekit.runtime.world import World
+from vaekit.training.console import ConsoleReporter, Reporter
 from vaekit.training.data import MEAN_EXAMPLES
 from vaekit.training.guard import TrainingDiverged
-from vaekit.training.loop import Hooks, Trainer
+from vaekit.training.loop import Hooks, Trainer, choose_reporter
 from vaekit.training.progress import Progress
 from vaekit.training.signals import TrainingInterrupted, stop_on_signals
 
@@ -237,3 +241,29 @@ def test_training_starts_the_decoder_output_at_the_training_mean(tmp_path: Path,
     mean = splits.codec.to_model(first).double().mean(0).float()
     expected = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).flatten() if from_data else initial
     torch.testing.assert_close(model.decoder.out.bias.detach(), expected)
+
+
+# ----- what training shows -----------------------------------------------------------------------
+
+def test_a_log_gets_the_epoch_lines_and_no_progress_bar(tmp_path: Path, capsys):
+    config = tiny(epochs=2)
+    splits = load_data(config.data)
+    model = VAE(config.model, splits.event_shape, "bernoulli")
+    Trainer(model, splits, config.train, tmp_path, torch.device("cpu"), binarize_dynamically=True,
+            progress_bar=True).fit()
+    captured = capsys.readouterr()  # stderr is not a terminal here, as in `vaekit train ... 2> log`
+    shown = captured.out + captured.err
+    assert "\r" not in shown and "it/s" not in shown
+    assert [line.split()[1] for line in captured.out.splitlines() if line.startswith("epoch")] == ["1", "2"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_the_progress_bar_and_only_rank_0_shows_anything(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert isinstance(choose_reporter(True, 30, World()), ConsoleReporter)
+    assert type(choose_reporter(True, 30, World(rank=1, size=2))) is Reporter
+    assert type(choose_reporter(False, 30, World())) is Reporter

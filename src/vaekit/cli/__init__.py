@@ -80,11 +80,22 @@ def _show_library_warnings() -> None:
         logger.setLevel(logging.WARNING)
 
 
+def _handle(args: argparse.Namespace) -> int | None:
+    """The command, with torch's CPU threads set to --threads for all of it (where the command takes it and it
+    is given: torch is imported only then, so that `info` and --help stay quick)."""
+    if getattr(args, "threads", None) is None:
+        return args.handler(args)
+    from vaekit.runtime.cpu import torch_threads
+
+    with torch_threads(args.threads):
+        return args.handler(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_library_warnings()
     try:
-        return args.handler(args) or 0
+        return _handle(args) or 0
     except UserError as error:
         if getattr(args, "debug", False):
             traceback.print_exc()

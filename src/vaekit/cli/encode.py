@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from typing import TYPE_CHECKING
 
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
     add_json_flag,
+    add_out_flag,
+    add_run_flags,
     add_split_flag,
     data_overrides,
     refuse_existing,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vaekit.data.source import Split
 
 EXAMPLES = """\
 examples:
@@ -21,7 +29,9 @@ examples:
   vaekit encode runs/fmnist --data fashion-mnist --split all --out codes.npz
   python -c "import numpy as np; c = np.load('codes.npz'); print(c['loc'].shape, c['scale'].shape)"
 
-The .npz holds `loc` (N, D) = μ(x), `scale` (N, D) = σ(x), and `labels` (N,) when the data has them."""
+The .npz holds `loc` (N, D) = μ(x), `scale` (N, D) = σ(x), `rows` (N,) each input's row in the source
+(a source's own test rows follow its training rows), `names` (N,) each file's path relative to an image
+folder, and `labels` (N,) with `class_names` (label -> name) when the data has them."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,12 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write μ(x) and σ(x) of q(z|x) for every input to a .npz file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_run_flags(parser)
     add_data_source_flags(parser)
     add_split_flag(parser)
-    parser.add_argument("--out", required=True, help="output .npz file")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_out_flag(parser, "output .npz file")
     add_json_flag(parser, "what was written")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -53,14 +61,31 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
     settings = data_overrides(args)
-    x, labels = trained.load_inputs(settings.pop("source", None), args.split, **settings)
-    loc, scale = trained.encode(x)
-    arrays = {"loc": loc, "scale": scale, **({"labels": labels} if labels is not None else {})}
+    chosen, class_names = trained.load_split(settings.pop("source", None), args.split, **settings)
+    loc, scale = trained.encode(chosen.x)
+    arrays = {"loc": loc, "scale": scale, **traced_to_source(chosen, class_names)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(args.out, buffer.getvalue())
+    extras = [key for key in ("names", "labels", "class_names") if key in arrays]
     if args.json:
-        print(json.dumps({"out": args.out, "count": len(x), "latent_dim": loc.shape[1], "labels": labels is not None}))
+        print(json.dumps({"out": args.out, "count": len(loc), "latent_dim": loc.shape[1],
+                          "labels": "labels" in arrays, "arrays": sorted(arrays)}))
     else:
-        print(f"wrote loc and scale {loc.shape}{' and labels' if labels is not None else ''} to {args.out}")
+        print(f"wrote loc and scale {loc.shape}, rows{''.join(f', {key}' for key in extras)} to {args.out}")
     return 0
+
+
+def traced_to_source(chosen: Split, class_names: tuple[str, ...] | None) -> dict[str, np.ndarray]:
+    """What ties each code to its input: the source's row numbers, file names, labels and class names."""
+    import numpy as np
+
+    rows = np.arange(len(chosen)) if chosen.rows is None else chosen.rows
+    arrays = {"rows": np.asarray(rows, dtype=np.int64)}
+    if chosen.names is not None:
+        arrays["names"] = np.array(chosen.names, dtype=str)  # a unicode array: loads without pickle
+    if chosen.y is not None:
+        arrays["labels"] = chosen.y
+        if class_names is not None:
+            arrays["class_names"] = np.array(class_names, dtype=str)
+    return arrays

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, add_split_flag, data_overrides
+from vaekit.cli.options import (
+    add_data_source_flags,
+    add_debug_flag,
+    add_json_flag,
+    add_run_flags,
+    add_seed_flag,
+    add_split_flag,
+    data_overrides,
+)
 
 EXAMPLES = """\
 examples:
@@ -27,16 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "dimension, active units and the KL of each latent dimension (nats per example).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_run_flags(parser, writes=False)
     add_data_source_flags(parser)
     add_split_flag(parser)
     parser.add_argument("--importance-samples", type=int, default=5000, metavar="K",
                         help="samples of q(z|x) per example (default 5000, as published)")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N examples (a quick look)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads (default: the physical cores); 1 is faster on a busy machine")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="only the first N examples, a quick look (default: all of them)")
+    add_seed_flag(parser, "the importance samples")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(parser, "the figures")
     add_debug_flag(parser)
@@ -46,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vaekit.errors import UserError
     from vaekit.runs.trained import TrainedVAE
-    from vaekit.runtime.cpu import flush_denormals, keep_freed_memory, torch_threads
+    from vaekit.runtime.cpu import flush_denormals, keep_freed_memory
     from vaekit.runtime.device import resolve_device
     from vaekit.runtime.world import joined_world, rank_device
 
@@ -56,14 +62,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: ask for at least one example")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads {args.threads}: use at least one thread")
     keep_freed_memory()
     with joined_world() as world:  # [distributed] under torchrun, each rank estimates some of the batches
         device = rank_device(resolve_device(args.device), world)
         trained = TrainedVAE(args.run_dir, device=str(device))
-        # flush_denormals: softplus of very negative logits (README, Performance); nothing of the figures
-        with torch_threads(args.threads), flush_denormals():
+        # flush_denormals: softplus of very negative logits (docs/performance.md); nothing of the figures.
+        # (--threads is set around the whole command by vaekit.cli.main.)
+        with flush_denormals():
             return _evaluate(args, trained, world)
 
 
@@ -140,8 +145,8 @@ def _print_figures(figures, what: str) -> None:  # figures: vaekit.evaluation.im
     print(f"{what}: {figures.examples} examples, K = {figures.importance_samples} importance samples, "
           f"seed {figures.seed}")
     print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim)")
-    print(f"-ELBO         {-figures.elbo:.2f} nats  "
-          f"(reconstruction {-figures.reconstruction:.2f}, KL {figures.kl:.2f})")
+    print(f"-ELBO         {-figures.elbo:.2f} nats  (reconstruction {-figures.reconstruction:.2f}, "
+          f"KL {figures.kl:.2f}; from the same K = {figures.importance_samples} samples as the NLL)")
     print(f"active units  {figures.active_units} of {figures.latent_dim}  (posterior-mean variance > 0.01)")
     print(f"KL per dim    {kl}")
     print(f"time          {figures.seconds:.1f} s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_debug_flag
+from vaekit.cli.options import add_debug_flag, add_run_flags
 
 DEFAULT_PORT = 8765
 
@@ -35,10 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Serve an interactive page that decodes latent codes of a trained run as you move sliders.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_run_flags(parser, writes=False)
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"the port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_data_source_flags, add_debug_flag, add_json_flag, data_overrides, refuse_existing
+from vaekit.cli.options import (
+    add_data_source_flags,
+    add_debug_flag,
+    add_device_flag,
+    add_json_flag,
+    add_out_flag,
+    add_overwrite_flag,
+    add_seed_flag,
+    add_threads_flag,
+    data_overrides,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -41,11 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--draws", type=int, default=400, help="gradient draws per estimator (default 400)")
     parser.add_argument("--kl", choices=["sampled", "analytic"], default="sampled",
                         help="KL term sampled inside f (default) or in closed form")
-    parser.add_argument("--seed", type=int, default=0, help="picks the minibatch, ε and a fresh model's weights")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", default="gradient-variance", metavar="DIR",
-                        help="folder for the figure and JSON (default gradient-variance)")
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
+    add_seed_flag(parser, "the minibatch, ε and a fresh model's weights")
+    add_device_flag(parser)
+    add_threads_flag(parser)
+    add_out_flag(parser, "folder for the figure and JSON", "gradient-variance", metavar="DIR")
+    add_overwrite_flag(parser, "outputs already in --out")
     add_json_flag(parser, "the per-layer variances and ratios")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)

@@ -52,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
             line += f", validation -ELBO {-last['val_elbo']:.2f}"
         print(f"progress   {line}")
     if results:
+        # Not `vaekit evaluate`'s -ELBO, which comes from its K importance samples: say which this is.
+        samples = f"from K = {train.iwae_samples} samples" if "test_iwae" in results else "a one-sample estimate"
+        weights = "averaged weights" if train.weight_average else "weights"
         print(f"test       -ELBO {-results['test_elbo']:.2f} nats "
-              f"(reconstruction {-results['test_reconstruction']:.2f}, "
-              f"KL {results['test_kl']:.2f}) with the best weights of epoch {results['best_epoch']}")
+              f"(reconstruction {-results['test_reconstruction']:.2f}, KL {results['test_kl']:.2f}) "
+              f"with the best {weights} of epoch {results['best_epoch']} "
+              f"({samples} on the test split, written at the end of training)")
     else:
         print("test       not yet: training has not finished (vaekit train --resume continues it)")
     _print_evaluations(args.run_dir, evaluations)

@@ -7,7 +7,9 @@ import argparse
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
+    add_out_flag,
     add_run_flags,
+    add_seed_flag,
     add_split_flag,
     data_overrides,
     picture_or_table,
@@ -35,14 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data_source_flags(parser)
     add_split_flag(parser)
     parser.add_argument("--pairs", type=int, default=8, help="pairs chosen at random by --seed (default 8)")
-    parser.add_argument("--from", dest="first", type=int, metavar="I", help="the index of one end (with --to)")
-    parser.add_argument("--to", dest="second", type=int, metavar="J", help="the index of the other end")
+    parser.add_argument("--from", dest="first", type=int, metavar="I",
+                        help="the index of one end, with --to (default: --pairs at random)")
+    parser.add_argument("--to", dest="second", type=int, metavar="J",
+                        help="the index of the other end, with --from (default: --pairs at random)")
     parser.add_argument("--steps", type=int, default=10,
                         help="decoded codes along each path, ends included (default 10)")
     parser.add_argument("--path", choices=["linear", "slerp"], default="linear",
                         help="straight or spherical (default linear)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random pairs (default 0)")
-    parser.add_argument("--out", required=True, help="output file: .png, or .csv for tables and arrays")
+    add_seed_flag(parser, "the random pairs")
+    add_out_flag(parser, "output file: .png, or .csv for tables and arrays")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -7,7 +7,9 @@ import argparse
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
+    add_out_flag,
     add_run_flags,
+    add_seed_flag,
     add_split_flag,
     data_overrides,
     refuse_existing,
@@ -34,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_split_flag(parser)
     parser.add_argument("--n", type=int, default=5000, help="at most N inputs (default 5000)")
     parser.add_argument("--method", choices=["pca", "tsne"], default="pca", help="for D > 2 (default pca)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of t-SNE (default 0)")
-    parser.add_argument("--out", required=True, help="output picture (.png)")
+    add_seed_flag(parser, "t-SNE")
+    add_out_flag(parser, "output picture (.png)")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_debug_flag, add_run_flags, parse_int_list, refuse_existing
+from vaekit.cli.options import add_debug_flag, add_out_flag, add_run_flags, parse_int_list, refuse_existing
 
 EXAMPLES = """\
 examples:
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_flags(parser)
     parser.add_argument("--grid", type=int, default=20, help="codes per side (default 20)")
     parser.add_argument("--dims", type=parse_int_list, metavar="A,B", help="the two dimensions (default: most KL)")
-    parser.add_argument("--out", required=True, help="output picture (.png)")
+    add_out_flag(parser, "output picture (.png)")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -3,22 +3,121 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from vaekit.config import DEVICES
 
 EXIT_USAGE = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake prints one line (not the whole usage) and exits with status 2."""
+    """argparse, but a usage mistake prints one line (not the whole usage) and exits with status 2, and an
+    unknown flag is named with the nearest known one. No prefix of a flag stands for it (`--epoch 3` is not
+    `--epochs 3`): a typo is caught, not guessed at, and a new flag cannot change what an old prefix meant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message}; see `{self.prog} --help`", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        # Before argparse parses: a typo of a required flag would otherwise be reported as the flag missing.
+        args = sys.argv[1:] if args is None else list(args)
+        unknown = self._first_unknown_flag(args)
+        if unknown is not None:
+            close = _nearest(unknown, [flag for flag in self._option_string_actions if flag.startswith("--")])
+            hint = f"did you mean {close}?" if close else f"see `{self.prog} --help`"
+            print(f"{self.prog}: error: unknown flag {unknown}; {hint}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        return super().parse_known_args(args, namespace)
+
+    def _first_unknown_flag(self, args: list[str]) -> str | None:
+        """The first flag in `args` that this parser does not know; a parser of sub-commands looks only
+        before the command, whose own parser looks at the rest."""
+        has_commands = any(isinstance(action, argparse._SubParsersAction) for action in self._actions)
+        for arg in args:
+            if arg == "--" or (has_commands and not _looks_like_flag(arg)):
+                return None
+            if _looks_like_flag(arg) and arg.split("=", 1)[0] not in self._option_string_actions:
+                return arg.split("=", 1)[0]
+        return None
+
+
+def _nearest(typed: str, flags: list[str]) -> str | None:
+    """The flag `typed` most likely meant: of those it begins (an abbreviation), else of all, by difflib."""
+    begun = [flag for flag in flags if flag.startswith(typed)]
+    close = difflib.get_close_matches(typed, begun or flags, n=1, cutoff=0.0 if begun else 0.6)
+    return close[0] if close else None
+
+
+def _looks_like_flag(arg: str) -> bool:
+    """'--epochs' or '-h', not a negative number such as -1 or -0.5 (a value); as argparse tells them apart."""
+    if not arg.startswith("-") or arg == "-" or " " in arg:
+        return False
+    try:
+        float(arg)
+    except ValueError:
+        return True
+    return False
+
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def device_keywords(default: str | None = "cpu") -> dict[str, Any]:
+    """--device, as every command takes it; train's default is None: its --config file's, else auto."""
+    return {"choices": DEVICES, "default": default,
+            "help": f"where the model runs: cpu, cuda, mps, or auto for the first of cuda, mps and cpu there is "
+                    f"(default {default or 'auto'})"}
+
+
+def thread_count(text: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: use at least one thread")
+    return threads
+
+
+# --threads, as every command that runs the model takes it; `vaekit.cli.main` applies it around the command.
+THREADS_KEYWORDS: dict[str, Any] = {
+    "type": thread_count, "metavar": "N",
+    "help": "torch's CPU threads (default: the physical cores); 1 is faster on a busy machine",
+}
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", **device_keywords())
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", **THREADS_KEYWORDS)
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--seed of a command's random choices; the same seed gives the same output."""
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser, what: str = "an existing --out file") -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def add_out_flag(parser: argparse.ArgumentParser, what: str, default: str | None = None, *,
+                 metavar: str | None = None, unset: str | None = None) -> None:
+    """--out, where a command writes: required, unless it has a `default` or `unset` says what happens without it."""
+    required = default is None and unset is None
+    note = "required" if required else f"default {default if default is not None else unset}"
+    parser.add_argument("--out", default=default, required=required, metavar=metavar, help=f"{what} ({note})")
 
 
 def add_json_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -51,21 +150,28 @@ def parse_names(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--data and the flags that say how to read it (kept together so every command reads data alike)."""
+def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = False, new_run: bool = False) -> None:
+    """--data and the flags that say how to read it (kept together so every command reads data alike).
+    `new_run`: train's defaults (DataConfig's); else a run's, which reads data as its own was read."""
+    run = "" if new_run else "the run's, else "
+    source = "digits" if new_run else "the run's own data"
     parser.add_argument(
         "--data", required=required, metavar="SOURCE",
-        help="digits | fashion-mnist | mnist | PATH (image folder, .npy, .npz, .csv or IDX folder)",
+        help=f"digits | fashion-mnist | mnist | PATH (image folder, .npy, .npz, .csv or IDX folder) (default {source})",
     )
     parser.add_argument("--data-format", choices=["auto", "digits", "idx", "images", "npy", "npz", "csv"],
-                        help="force the reader instead of guessing from the path")
-    parser.add_argument("--data-dir", help="folder of the IDX files for fashion-mnist/mnist")
-    parser.add_argument("--image-size", type=parse_size, metavar="H[xW]", help="resize images of a folder")
-    parser.add_argument("--channels", type=int, choices=[1, 3], help="force grey (1) or RGB (3) images")
-    parser.add_argument("--label-column", help="the CSV column holding labels, not data")
-    parser.add_argument("--columns", type=parse_names, metavar="A,B,...", help="the CSV columns to model")
-    parser.add_argument("--array-key", metavar="KEY", help="the .npz array holding the data (default x)")
-    parser.add_argument("--label-key", metavar="KEY", help="the .npz array holding labels (default y)")
+                        help="force the reader instead of guessing from the path (default auto: guess)")
+    parser.add_argument("--data-dir", help=f"folder of the IDX files for fashion-mnist/mnist "
+                                           f"(default {run}/usr/share/datasets/NAME)")
+    parser.add_argument("--image-size", type=parse_size, metavar="H[xW]",
+                        help=f"resize images of a folder (default {run}as stored)")
+    parser.add_argument("--channels", type=int, choices=[1, 3],
+                        help=f"force grey (1) or RGB (3) images (default {run}as the images are)")
+    parser.add_argument("--label-column", help=f"the CSV column holding labels, not data (default {run}none)")
+    parser.add_argument("--columns", type=parse_names, metavar="A,B,...",
+                        help=f"the CSV columns to model (default {run}every numeric one)")
+    parser.add_argument("--array-key", metavar="KEY", help=f"the .npz array holding the data (default {run}x)")
+    parser.add_argument("--label-key", metavar="KEY", help=f"the .npz array holding labels (default {run}y)")
 
 
 DATA_FLAG_FIELDS = {
@@ -99,12 +205,14 @@ def add_split_flag(parser: argparse.ArgumentParser) -> None:
                         help="which examples (default: test of the run's data, all of a new source)")
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The run, the device and --overwrite, as every command that reads a run takes them."""
+def add_run_flags(parser: argparse.ArgumentParser, writes: bool = True) -> None:
+    """The run, --device, --threads and (for a command that `writes` a file) --overwrite, as every command
+    that uses a run's model takes them."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where to decode (default cpu)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_device_flag(parser)
+    add_threads_flag(parser)
+    if writes:
+        add_overwrite_flag(parser)
 
 
 def picture_or_table(path: str, flat: bool, pictures: bool) -> str:

@@ -9,6 +9,9 @@ from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
     add_json_flag,
+    add_out_flag,
+    add_run_flags,
+    add_seed_flag,
     add_split_flag,
     data_overrides,
     refuse_existing,
@@ -30,13 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Encode inputs to the posterior mean and decode them again.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_run_flags(parser)
     add_data_source_flags(parser)
     add_split_flag(parser)
-    parser.add_argument("--n", type=int, help="only the first N examples (default 32 for PNG, else all)")
-    parser.add_argument("--out", required=True, help="output file: .png (images), .npy or .csv (tables)")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--n", type=int, help="only N examples, spread evenly over the classes when the data has "
+                        "labels, else the first N (default 32 for PNG, else all)")
+    add_seed_flag(parser, "the examples --n picks in each class")
+    add_out_flag(parser, "output file: .png (images), .npy or .csv (tables)")
     add_json_flag(parser, "the reconstruction error")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -52,16 +55,21 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
     settings = data_overrides(args)
-    x, _ = trained.load_inputs(settings.pop("source", None), args.split, **settings)
-    count = args.n if args.n is not None else (32 if args.out.lower().endswith(".png") else len(x))
+    chosen, _ = trained.load_split(settings.pop("source", None), args.split, **settings)
+    count = args.n if args.n is not None else (32 if args.out.lower().endswith(".png") else len(chosen))
     if count < 1:
         raise UserError(f"--n {count}: ask for at least one example")
-    x = x[:count]
+    x = np.asarray(chosen.spread(count, args.seed).x)
     reconstructions = trained.reconstruct(x)
     write_reconstructions(args.out, x, reconstructions, trained.data)
-    error = float(np.abs(reconstructions.astype(np.float64) - x.astype(np.float64)).mean())
+    error = np.abs(reconstructions.astype(np.float64) - x.astype(np.float64))
+    by_column = dict(zip(trained.data.columns, error.mean(axis=0).tolist())) if trained.data.columns else None
     if args.json:
-        print(json.dumps({"out": args.out, "count": len(x), "mean_absolute_error": error}))
+        print(json.dumps({"out": args.out, "count": len(x), "mean_absolute_error": float(error.mean()),
+                          **({"mean_absolute_error_by_column": by_column} if by_column else {})}))
+    elif by_column:
+        columns = ", ".join(f"{name} {value:.4g}" for name, value in by_column.items())
+        print(f"wrote {len(x)} reconstructions to {args.out} (mean absolute error per column, in its units: {columns})")
     else:
-        print(f"wrote {len(x)} reconstructions to {args.out} (mean absolute error {error:.4g} in data units)")
+        print(f"wrote {len(x)} reconstructions to {args.out} (mean absolute error {error.mean():.4g} in data units)")
     return 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_debug_flag, add_json_flag, refuse_existing
+from vaekit.cli.options import (
+    add_debug_flag,
+    add_json_flag,
+    add_out_flag,
+    add_overwrite_flag,
+    add_seed_flag,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -46,10 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.02, help="SGD step size, in (0, 1) (default 0.02)")
     parser.add_argument("--steps", type=int, default=500, help="SGD steps (default 500)")
     parser.add_argument("--repeats", type=int, default=20, help="SGD runs per estimator (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
-    parser.add_argument("--out", default="reparam-demo", metavar="DIR",
-                        help="folder for the figures and JSON (default reparam-demo)")
-    parser.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
+    add_seed_flag(parser, "every draw")
+    add_out_flag(parser, "folder for the figures and JSON", "reparam-demo", metavar="DIR")
+    add_overwrite_flag(parser, "figures already in --out")
     add_json_flag(parser, "the table and the SGD summary")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)

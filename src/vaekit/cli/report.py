@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_debug_flag, add_run_flags, refuse_existing
+from vaekit.cli.options import add_debug_flag, add_out_flag, add_run_flags, refuse_existing
 
 EXAMPLES = """\
 examples:
@@ -25,8 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_flags(parser)
-    parser.add_argument("--out", metavar="PATH",
-                        help="where to write the page (default RUN_DIR/report.html, rewritten freely)")
+    add_out_flag(parser, "where to write the page", metavar="PATH", unset="RUN_DIR/report.html, rewritten freely")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.cli.options import add_debug_flag, add_json_flag, refuse_existing
+from vaekit.cli.options import (
+    add_debug_flag,
+    add_json_flag,
+    add_out_flag,
+    add_run_flags,
+    add_seed_flag,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -23,17 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Decode samples of the prior p(z) = N(0, I) with a trained run's decoder.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaekit train`")
+    add_run_flags(parser)
     parser.add_argument("--n", type=int, default=64, help="how many examples (default 64)")
-    parser.add_argument("--out", required=True, help="output file: .png (images), .npy or .csv (tables)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    add_out_flag(parser, "output file: .png (images), .npy or .csv (tables)")
+    add_seed_flag(parser, "the prior draws")
     parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
                         help="draw z ~ N(0, T²I): below 1 nearer the prior's mean, above 1 wilder (default 1)")
     parser.add_argument("--stochastic", action="store_true",
                         help="draw x ~ p(x|z) instead of E[x|z] (binary pixels for a Bernoulli model)")
     parser.add_argument("--columns-per-row", type=int, default=8, help="PNG grid width (default 8)")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_json_flag(parser, "what was written")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -42,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vaekit.errors import UserError
     from vaekit.reporting.outputs import write_examples
+    from vaekit.reporting.pictures import check_grid
     from vaekit.runs.trained import TrainedVAE
 
     if args.n < 1:
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--temperature {args.temperature}: must be above 0 (1 draws from the prior)")
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    if args.out.lower().endswith(".png"):  # before decoding what could not be written
+        check_grid(args.out, args.n, *trained.data.event_shape[-2:], args.columns_per_row)
     examples = trained.sample(args.n, seed=args.seed, temperature=args.temperature, stochastic=args.stochastic)
     write_examples(args.out, examples, trained.data, args.columns_per_row)
     if args.json:

@@ -9,17 +9,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vaekit.cli.options import (
+    DATA_FLAG_FIELDS,
+    THREADS_KEYWORDS,
     add_data_source_flags,
     add_debug_flag,
     add_json_flag,
+    add_out_flag,
+    add_overwrite_flag,
     data_overrides,
+    device_keywords,
     parse_int_list,
 )
 from vaekit.config import (
     ACTIVATIONS,
     ARCHITECTURES,
     BINARIZATIONS,
-    DEVICES,
     GAUSSIAN_VARIANCES,
     LIKELIHOODS,
     LR_SCHEDULES,
@@ -28,7 +32,6 @@ from vaekit.config import (
     RunConfig,
     load_toml,
 )
-from vaekit.runs.directory import RUN_FILES
 
 if TYPE_CHECKING:
     from vaekit.runtime.world import World
@@ -54,19 +57,32 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--architecture": ("model", "architecture", {"choices": ARCHITECTURES, "help": "mlp (default) or conv (images)"}),
     "--hidden-sizes": ("model", "hidden_sizes", {"type": parse_int_list, "metavar": "N,N",
                                                  "help": "hidden layer widths, e.g. 300,300 (default 400)"}),
-    "--activation": ("model", "activation", {"choices": ACTIVATIONS}),
+    "--activation": ("model", "activation", {
+        "choices": ACTIVATIONS, "help": "of the hidden layers; gated: (Wx + b) * sigmoid(Vx + c) (default relu)"}),
     "--conv-channels": ("model", "conv_channels", {"type": parse_int_list, "metavar": "N,N",
                                                    "help": "channels per conv layer (default 32,64)"}),
     "--likelihood": ("model", "likelihood", {"choices": LIKELIHOODS,
-                                             "help": "p(x|z); auto = bernoulli for [0,1] pixels, else gaussian"}),
-    "--gaussian-variance": ("model", "gaussian_variance", {"choices": GAUSSIAN_VARIANCES}),
+                                             "help": "p(x|z); auto = bernoulli for [0,1] pixels, else gaussian "
+                                                     "(default auto)"}),
+    "--gaussian-variance": ("model", "gaussian_variance", {
+        "choices": GAUSSIAN_VARIANCES,
+        "help": "a Gaussian p(x|z)'s learned variance: one per data dimension or one shared (default per-dimension)"}),
     "--binarize": ("data", "binarize", {"choices": BINARIZATIONS,
-                                        "help": "none (grey levels), dynamic (fresh draw per batch) or static"}),
-    "--validation-fraction": ("data", "validation_fraction", {"type": float, "help": "default 1/12"}),
-    "--split-seed": ("data", "split_seed", {"type": int}),
-    "--epochs": ("train", "epochs", {"type": int, "help": "default 30"}),
+                                        "help": "none (grey levels), dynamic (fresh draw per batch) or static "
+                                                "(default none)"}),
+    "--validation-fraction": ("data", "validation_fraction", {
+        "type": float, "help": "the share of the training data held out to validate on (default 1/12)"}),
+    "--test-fraction": ("data", "test_fraction", {
+        "type": float, "help": "the share held out to test on, for sources without their own test split "
+                               "(default 1/6)"}),
+    "--split-seed": ("data", "split_seed", {
+        "type": int, "help": "seed of the split into train, validation and test (default 0), "
+                             "fixed so that runs with different --seed see the same split"}),
+    "--epochs": ("train", "epochs", {"type": int,
+                                     "help": "the epoch budget; early stopping may end sooner (default 30)"}),
     "--batch-size": ("train", "batch_size", {"type": int,
-                                             "help": "default 256; under torchrun, the global batch of all processes"}),
+                                             "help": "default 256, or a power of two within a smaller training "
+                                                     "split; under torchrun, the global batch of all processes"}),
     "--learning-rate": ("train", "learning_rate", {"type": float, "help": "Adam step size (default 3e-3)"}),
     "--adam-beta2": ("train", "adam_beta2", {"type": float, "help": "Adam's beta2 (default 0.99)"}),
     "--weight-average": ("train", "weight_average", {
@@ -80,27 +96,35 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--lr-schedule": ("train", "lr_schedule", {
         "choices": LR_SCHEDULES, "help": "constant (default), or cosine: decay to 0 over the --epochs budget"}),
     "--mc-samples": ("train", "mc_samples", {"type": int, "help": "L, samples of z per input (default 1)"}),
-    "--objective": ("train", "objective", {"choices": OBJECTIVES}),
-    "--iwae-samples": ("train", "iwae_samples", {"type": int}),
+    "--objective": ("train", "objective", {
+        "choices": OBJECTIVES, "help": "the bound to maximize: elbo, or iwae, the importance-weighted bound "
+                                       "(default elbo)"}),
+    "--iwae-samples": ("train", "iwae_samples", {
+        "type": int, "metavar": "K", "help": "K, samples of z per input of the iwae objective (default 5)"}),
     "--beta": ("train", "beta", {"type": float, "help": "weight of the KL term (default 1)"}),
     "--warmup-epochs": ("train", "warmup_epochs", {"type": int, "help": "KL warm-up length (default 0)"}),
-    "--free-bits": ("train", "free_bits", {"type": float, "help": "KL floor per latent dimension, nats"}),
+    "--free-bits": ("train", "free_bits", {"type": float,
+                                           "help": "KL floor per latent dimension, nats (default 0: off)"}),
     "--patience": ("train", "patience", {"type": int, "help": "early-stopping patience in epochs (default 10)"}),
-    "--seed": ("train", "seed", {"type": int}),
-    "--device": ("train", "device", {"choices": DEVICES}),
+    "--seed": ("train", "seed", {
+        "type": int, "help": "seed of the initial weights, the batches' order and every draw of z (default 0)"}),
+    "--device": ("train", "device", device_keywords(default=None)),
     "--precision": ("train", "precision", {"choices": PRECISIONS,
                                            "help": "bf16: autocast the networks on a CUDA GPU (default fp32)"}),
     "--cuda-graphs": ("train", "cuda_graphs", {
         "action": argparse.BooleanOptionalAction,
         "help": "on a CUDA GPU, replay each full batch's step as one captured CUDA graph (default; "
                 "--no-cuda-graphs: launch every kernel from Python)"}),
-    "--threads": ("train", "threads", {
-        "type": int, "metavar": "N",
-        "help": "CPU threads (default: the physical cores); 1 is faster on a busy machine"}),
+    "--threads": ("train", "threads", THREADS_KEYWORDS),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
-        "type": int, "metavar": "N", "help": "also checkpoint every N steps (a checkpoint ends every epoch anyway)"}),
+        "type": int, "metavar": "N",
+        "help": "also checkpoint every N steps (default: only at the end of every epoch)"}),
     "--checkpoint-every-minutes": ("train", "checkpoint_every_minutes", {
-        "type": float, "metavar": "M", "help": "also checkpoint every M minutes"}),
+        "type": float, "metavar": "M", "help": "also checkpoint every M minutes (default: only by epoch)"}),
+    "--tensorboard": ("train", "tensorboard", {
+        "action": argparse.BooleanOptionalAction,
+        "help": "also log each epoch's figures, samples and reconstructions for TensorBoard in RUN_DIR/tensorboard/ "
+                "(needs pip install 'vaekit[tensorboard]'; default off)"}),
     "--stream": ("data", "stream", {
         "action": argparse.BooleanOptionalAction,
         "help": "decode an image folder from disk batch by batch (--no-stream: hold it in memory); by default "
@@ -117,13 +141,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a VAE by maximizing the ELBO, validating every epoch with early stopping.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_data_source_flags(parser)
-    parser.add_argument("--out", metavar="RUN_DIR", help="the run directory to create")
-    parser.add_argument("--config", metavar="TOML", help="a TOML file with [data], [model], [train] tables")
+    add_data_source_flags(parser, new_run=True)
+    add_out_flag(parser, "the run directory to create", metavar="RUN_DIR", unset="none; required, but for --resume")
+    parser.add_argument("--config", metavar="TOML",
+                        help="a TOML file with [data], [model], [train] tables, which flags override "
+                             "(default: none, the defaults of each setting)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue this run exactly from its last checkpoint (after Ctrl-C, a kill or a crash); "
-                             "only --epochs, --patience, --learning-rate, --device and checkpoint flags may change")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+                             "only --epochs, --patience, --learning-rate, --device and checkpoint flags may change "
+                             "(default: none, a new run)")
+    add_overwrite_flag(parser, "a run already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     for flag, (_, _, keywords) in SETTINGS.items():
         parser.add_argument(flag, **keywords)
@@ -151,12 +178,8 @@ def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, 
         out = Path(args.resume)
         base, _ = world.from_main(lambda: read_config(out))  # rank 0's run, wherever the others run
         overrides = _overrides(args)
-        loader = {name: overrides["data"].pop(name) for name in LOADER_SETTINGS if name in overrides["data"]}
-        if overrides["data"] or overrides["model"]:
-            raise UserError(
-                f"{out}: --resume keeps the run's data and model; pass only training flags such as --epochs"
-            )
-        config = base.with_overrides({"train": overrides["train"], "data": loader})
+        _refuse_changes(out, base, overrides)
+        config = base.with_overrides(overrides)
     else:
         if not args.out:
             raise UserError("--out RUN_DIR is required: the folder to write the run into")
@@ -166,13 +189,57 @@ def _config_and_out(args: argparse.Namespace, world: World) -> tuple[RunConfig, 
     return config, out
 
 
+def _flag_of(section: str, field: str) -> str:
+    """The flag that sets a config field: '--latent-dim' for ("model", "latent_dim"), '--data' for the source."""
+    flags = {(section, field): flag for flag, (section, field, _) in SETTINGS.items()}
+    flags.update({("data", field): "--" + flag.replace("_", "-") for flag, field in DATA_FLAG_FIELDS.items()})
+    return flags[(section, field)]
+
+
+def _refuse_changes(out: Path, saved: RunConfig, overrides: dict[str, dict[str, object]]) -> None:
+    """A resumed run continues exactly: the flags given that would make it another run, named in one line."""
+    from vaekit.errors import UserError
+    from vaekit.runs.resume import RESUMABLE_SETTINGS
+
+    may_change = {("train", field) for field in RESUMABLE_SETTINGS} | {("data", field) for field in LOADER_SETTINGS}
+    refused = [_flag_of(section, field) for section, values in overrides.items() for field, value in values.items()
+               if (section, field) not in may_change and value != getattr(getattr(saved, section), field)]
+    if refused:
+        allowed = [flag for flag, (section, field, _) in SETTINGS.items() if (section, field) in may_change]
+        raise UserError(
+            f"{out}: --resume keeps the run's data and model and continues its training exactly, so it cannot change "
+            f"{', '.join(refused)}; only {', '.join(allowed)} may. Start a new run with --out to change the others"
+        )
+
+
+def _nothing_to_do(out: Path, epochs: int | None, world: World) -> bool:
+    """Whether a resumed run has trained the --epochs asked for already; if so, a note says so, and nothing
+    changes (training on would only rewrite the run's results and pictures, and its config with the smaller
+    budget)."""
+    from vaekit.training.checkpointer import epochs_trained
+
+    done = world.from_main(lambda: epochs_trained(out))
+    if epochs is None or done is None or done < epochs:
+        return False
+    if world.is_main:
+        than = "more than" if done > epochs else "all of"
+        print(f"vaekit train: {out} has trained {done} epochs, {than} --epochs {epochs}: nothing to do; "
+              "pass a larger --epochs to go on", file=sys.stderr)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from vaekit.api import train
+    from vaekit.runs.directory import RUN_FILES
+    from vaekit.runtime.cpu import torch_threads
     from vaekit.runtime.world import joined_world
 
     with joined_world() as world:  # under torchrun: the process group, for reading the run and training it
         config, out = _config_and_out(args, world)
-        trained = train(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet)
+        if args.resume and _nothing_to_do(out, args.epochs, world):
+            return 0
+        with torch_threads(config.train.threads):  # the whole command's: the pictures and report too
+            trained = train(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet)
     if trained is None:
         return 0  # a rank other than 0 of a torchrun launch: rank 0 reports
     results = trained.results or {}

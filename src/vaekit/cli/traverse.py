@@ -7,6 +7,7 @@ import argparse
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
+    add_out_flag,
     add_run_flags,
     data_overrides,
     parse_int_list,
@@ -45,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--span", type=float, default=3.0, help="standard deviations each way (default 3)")
     parser.add_argument("--posterior-scale", action="store_true",
                         help="step by the input's posterior σ(x) rather than the prior's 1 (needs --index)")
-    parser.add_argument("--out", required=True, help="output file: .png, or .csv for tables and arrays")
+    add_out_flag(parser, "output file: .png, or .csv for tables and arrays")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 

@@ -2,15 +2,19 @@
 
 A codec is fitted on the training split only and saved in the run's config.json, so `encode`,
 `reconstruct` and `sample` read and write data in the user's original units.
+
+torch is imported where a codec converts, not with the module: reading a run's settings needs no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Codec(Protocol):
@@ -24,9 +28,13 @@ class PixelCodec:
     """uint8 pixels 0..255 <-> floats in [0, 1]; kept as uint8 in memory (4x smaller) and scaled per batch."""
 
     def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return stored.to(torch.float32).div_(255.0)
 
     def from_model(self, values: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return values.clamp(0, 1).mul(255.0).round().to(torch.uint8)
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,6 +46,8 @@ class IdentityCodec:
     """Float data the model takes as it is (e.g. values already in [0, 1])."""
 
     def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return stored.to(torch.float32)
 
     def from_model(self, values: torch.Tensor) -> torch.Tensor:
@@ -62,11 +72,15 @@ class StandardizeCodec:
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def to_model(self, stored: torch.Tensor) -> torch.Tensor:
+        import torch
+
         mean = torch.as_tensor(self.mean, device=stored.device)
         std = torch.as_tensor(self.std, device=stored.device)
         return (stored.to(torch.float32) - mean) / std
 
     def from_model(self, values: torch.Tensor) -> torch.Tensor:
+        import torch
+
         mean = torch.as_tensor(self.mean, device=values.device)
         std = torch.as_tensor(self.std, device=values.device)
         return values * std + mean

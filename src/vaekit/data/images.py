@@ -95,15 +95,21 @@ def decode_image(path: Path, channels: int | None, size: tuple[int, int] | None)
     return pixels
 
 
-def check_sizes(folder: Path, sizes: list[tuple[int, int]]) -> None:
-    """Refuse a folder of mixed (height, width) sizes, listing them and the --image-size that fixes it."""
-    counts = Counter(f"{h}x{w}" for h, w in sizes)
+def check_sizes(folder: Path, files: list[Path], sizes: list[tuple[int, int]]) -> None:
+    """Refuse a folder of mixed (height, width) sizes, listing them with one file of each, and the
+    --image-size that fixes it."""
+    labels = [f"{h}x{w}" for h, w in sizes]
+    counts = Counter(labels)
     if len(counts) == 1:
         return
+    example = {}
+    for path, label in zip(files, labels):
+        example.setdefault(label, path.relative_to(folder))
     (common, _), *rest = counts.most_common()
-    listed = ", ".join(f"{count} are {size}" for size, count in rest[:4]) + (", ..." if len(rest) > 4 else "")
+    listed = ", ".join(f"{count} are {size} such as {example[size]}" for size, count in rest[:4])
+    listed += ", ..." if len(rest) > 4 else ""
     raise UserError(
-        f"{folder}: images differ in size ({counts[common]} are {common}, {listed}); "
+        f"{folder}: images differ in size ({counts[common]} are {common} such as {example[common]}, {listed}); "
         f"pass --image-size {common} to resize them all"
     )
 
@@ -140,8 +146,14 @@ def read_image_folder(config: DataConfig) -> RawData:
         raise UserError(f"{folder}: is not a folder; --data-format images needs a folder of image files")
     files = image_files(folder)
     pictures = [decode_image(path, config.channels, config.image_size) for path in files]
-    check_sizes(folder, [p.shape[:2] for p in pictures])
+    check_sizes(folder, files, [p.shape[:2] for p in pictures])
     labels, class_names = folder_labels(folder, files)
     return RawData(
         x=_stack(pictures), y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names,
+        names=relative_names(folder, files),
     )
+
+
+def relative_names(folder: Path, files: list[Path]) -> tuple[str, ...]:
+    """Each file's path relative to the folder, with forward slashes on every platform."""
+    return tuple(path.relative_to(folder).as_posix() for path in files)

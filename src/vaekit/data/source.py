@@ -28,6 +28,7 @@ class RawData:
     test_y: np.ndarray | None = None
     columns: tuple[str, ...] | None = None  # table column names, in order
     class_names: tuple[str, ...] | None = None  # label index -> name
+    names: tuple[str, ...] | None = None  # an image folder's files, relative to it, in the order of `x`
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -38,9 +39,37 @@ class RawData:
 class Split:
     x: np.ndarray  # stored form (uint8 pixels or float32)
     y: np.ndarray | None
+    # (N,) each example's row in the source, so outputs can be traced back to their inputs; a source's own
+    # test rows are numbered after its training rows (the order of `--split all`)
+    rows: np.ndarray | None = None
+    names: tuple[str, ...] | None = None  # the source's names of those rows (an image folder's files)
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def spread(self, count: int, seed: int) -> Split:
+        """`count` examples spread evenly over the classes, chosen by `seed` and grouped by class (the first
+        `count` without labels; all when there are no more): a sorted folder's first N are one class."""
+        if count >= len(self):
+            return self
+        if self.y is None:
+            return self.take(np.arange(count))
+        order = np.random.default_rng(seed).permutation(len(self))
+        labels = np.asarray(self.y)[order]
+        rank = np.empty(len(order), dtype=np.int64)  # each example's place among its class in `order`
+        for label in np.unique(labels):
+            members = labels == label
+            rank[members] = np.arange(members.sum())
+        first = np.lexsort((np.arange(len(order)), rank))[:count]  # rank 0 of every class, then rank 1, ...
+        return self.take(order[first[np.lexsort((rank[first], labels[first]))]])
+
+    def take(self, index: np.ndarray) -> Split:
+        """The examples at `index`, with their labels, rows and names."""
+        return Split(
+            self.x[index], None if self.y is None else self.y[index],
+            rows=None if self.rows is None else self.rows[index],
+            names=None if self.names is None else tuple(self.names[i] for i in index),
+        )
 
 
 @dataclass
@@ -56,8 +85,17 @@ class Splits:
         return self.raw.event_shape
 
 
-def _take(x: np.ndarray, y: np.ndarray | None, index: np.ndarray) -> Split:
-    return Split(x[index], None if y is None else y[index])
+def _take(raw: RawData, index: np.ndarray) -> Split:
+    names = None if raw.names is None else tuple(raw.names[i] for i in index)
+    return Split(raw.x[index], None if raw.y is None else raw.y[index], rows=index, names=names)
+
+
+def whole_source(raw: RawData) -> Split:
+    """Every example of the source in its own order, a source's own test examples after the others."""
+    if raw.test_x is None:
+        return Split(np.asarray(raw.x), raw.y, rows=np.arange(len(raw.x)), names=raw.names)  # decodes a stream
+    y = None if raw.y is None or raw.test_y is None else np.concatenate([raw.y, raw.test_y])
+    return Split(np.concatenate([raw.x, raw.test_x]), y, rows=np.arange(len(raw.x) + len(raw.test_x)))
 
 
 def split_source(raw: RawData, config: DataConfig) -> Splits:
@@ -67,19 +105,19 @@ def split_source(raw: RawData, config: DataConfig) -> Splits:
         raise UserError(f"{raw.description}: holds no examples; point --data at a non-empty source")
     order = np.random.default_rng(config.split_seed).permutation(count)
     if raw.test_x is not None:
-        test = Split(raw.test_x, raw.test_y)
+        test = Split(raw.test_x, raw.test_y, rows=np.arange(count, count + len(raw.test_x)))
         n_test = 0
     else:
         n_test = int(round(count * config.test_fraction))
-        test = _take(raw.x, raw.y, order[:n_test])
+        test = _take(raw, order[:n_test])
     n_val = int(round(count * config.validation_fraction))
     if config.validation_fraction > 0 and n_val == 0:
         raise UserError(
             f"{raw.description}: {count} examples are too few for a validation split of "
             f"{config.validation_fraction:.3g}; add data or pass --validation-fraction 0"
         )
-    validation = _take(raw.x, raw.y, order[n_test : n_test + n_val])
-    train = _take(raw.x, raw.y, order[n_test + n_val :])
+    validation = _take(raw, order[n_test : n_test + n_val])
+    train = _take(raw, order[n_test + n_val :])
     if len(train) == 0:
         raise UserError(f"{raw.description}: no examples are left for training after the validation and test splits")
     if len(test) == 0:
@@ -98,8 +136,8 @@ def _without_examples(raw: RawData) -> RawData:
     """The source's metadata, with an empty `x` of its shape and dtype: the splits hold shuffled copies
     of the examples, and keeping the originals too would double the data's memory (Fashion-MNIST: 47 MB)."""
     if not isinstance(raw.x, np.ndarray):
-        return raw  # a streamed folder: file names, no pixels
-    return replace(raw, x=np.empty((0, *raw.x.shape[1:]), dtype=raw.x.dtype))
+        return replace(raw, names=None)  # a streamed folder: file names, no pixels
+    return replace(raw, x=np.empty((0, *raw.x.shape[1:]), dtype=raw.x.dtype), names=None)
 
 
 def fit_codec(raw: RawData, train_x: np.ndarray) -> Codec:
@@ -127,12 +165,12 @@ def _binarize(splits: Splits, config: DataConfig, names: tuple[str, ...]) -> Spl
     for name in names:
         split = getattr(splits, name)
         if streamed:  # each image by a draw of its own, seeded by split_seed and its place in the folder
-            setattr(splits, name, Split(split.x.binarized(config.split_seed + 1), split.y))
+            setattr(splits, name, replace(split, x=split.x.binarized(config.split_seed + 1)))
             continue
         probability = split.x.astype(np.float32) / (255.0 if split.x.dtype == np.uint8 else 1.0)
         drawn = rng.random(probability.shape, dtype=np.float32) < probability
         stored = (drawn * 255).astype(np.uint8) if split.x.dtype == np.uint8 else drawn.astype(np.float32)
-        setattr(splits, name, Split(stored, split.y))
+        setattr(splits, name, replace(split, x=stored))
     return splits
 
 

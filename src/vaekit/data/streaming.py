@@ -39,6 +39,7 @@ from vaekit.data.images import (
     decode_image,
     folder_labels,
     image_files,
+    relative_names,
     visible_files,
 )
 from vaekit.data.source import IMAGE, RawData
@@ -145,13 +146,14 @@ def read_streamed_folder(config: DataConfig) -> RawData:
         raise UserError(f"{folder}: is not a folder; --stream reads a folder of image files")
     files = image_files(folder)
     headers = [_header(path, config) for path in files]
-    check_sizes(folder, [size for size, _ in headers])
+    check_sizes(folder, files, [size for size, _ in headers])
     (height, width), _ = headers[0]
     channels = config.channels or (1 if all(grey for _, grey in headers) else 3)
     labels, class_names = folder_labels(folder, files)
     images = ImageFiles([str(path) for path in files], (channels, height, width), config.channels, config.image_size)
     logger.info("%s: %d images stream from disk", folder, len(files))
-    return RawData(x=images, y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names)
+    return RawData(x=images, y=labels, kind=IMAGE, description=f"image folder {folder}", class_names=class_names,
+                   names=relative_names(folder, files))
 
 
 def memory_bytes() -> int:

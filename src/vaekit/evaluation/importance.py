@@ -34,7 +34,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit whose posterior mean
 # memory stays bounded for any K and any number of examples; the hidden activations are of the same order.
 # Larger chunks were no faster on a CPU (benchmarks/evaluate_speed.py). A GPU takes 128 MiB at once: with the
 # CPU's chunks, K = 5000 over Fashion-MNIST's test set is 10,000 rounds of small kernels, launch-bound
-# (README, Performance, On a GPU, has the times of both).
+# (docs/performance.md, On a GPU, has the times of both).
 ELEMENTS_PER_CHUNK = 1 << 22
 GPU_ELEMENTS_PER_CHUNK = 1 << 25
 

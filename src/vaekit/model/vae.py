@@ -3,7 +3,7 @@
 q(z|x) = N(μ(x), diag σ²(x)) comes from the encoder's μ and log σ² heads; samples use the
 reparameterization z = μ + σ·ε with ε ~ N(0, I), so gradients reach the encoder through the sample.
 
-What the objectives and the engine ask of a model (README, Architecture): `encode(batch)` gives
+What the objectives and the engine ask of a model (docs/architecture.md): `encode(batch)` gives
 μ and log σ², `log_likelihood(z, batch)` gives log p(x|z) for every draw of z, and `latent_dim`.
 Both take the whole `Batch`, so a model conditioned on labels, or a decoder that reads x itself
 (autoregressive, over a padded sequence), fits the same interface.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -20,9 +21,9 @@ from PIL import Image
 
 from vaekit.data.source import ARRAY, IMAGE
 from vaekit.errors import UserError
-from vaekit.reporting.pictures import image_grid, png_bytes, save_figure, save_reconstruction_grid
+from vaekit.reporting.pictures import check_grid, image_grid, png_bytes, save_figure, save_reconstruction_grid
 from vaekit.runs.directory import DataInfo
-from vaekit.runs.files import atomic_write_bytes, atomic_write_text
+from vaekit.runs.files import atomic_write_bytes, atomic_write_text, default_mode
 
 FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files
 NUMBERED_PNG = re.compile(r"\d+\.png")  # the names _write_png_folder gives
@@ -99,6 +100,7 @@ def _write_png_folder(folder: Path, pixels: np.ndarray) -> None:
         _check_replaceable(folder)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
+        os.chmod(temporary, default_mode(directory=True))  # mkdtemp's 0o700, as mkdir would under the umask
         digits = max(5, len(str(len(pixels) - 1)))
         for i, picture in enumerate(pixels):
             array = picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)
@@ -116,6 +118,7 @@ def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per
     path = Path(path)
     suffix = _check_format(path, data)
     if suffix == ".png":
+        check_grid(path, len(examples), *as_pixels(examples[:1], data).shape[2:], columns_per_row)
         atomic_write_bytes(path, png_bytes(image_grid(as_pixels(examples, data), columns_per_row)))
     elif suffix == "":
         _write_png_folder(path, as_pixels(examples, data))
@@ -132,6 +135,7 @@ def write_reconstructions(path: Path, originals: np.ndarray, reconstructions: np
     if _check_format(path, data) != ".png":
         write_examples(path, reconstructions, data)
         return
+    check_grid(path, 2 * len(originals), *as_pixels(originals[:1], data).shape[2:], columns_per_row)
     save_reconstruction_grid(as_pixels(originals, data), as_pixels(reconstructions, data), path, columns_per_row)
 
 

@@ -2,6 +2,8 @@
 
 `RunInfo` is what config.json holds besides the settings: what the data looked like, so a run can
 be loaded, checked against new data and used without the original source.
+
+Reading a run's files needs no torch (`vaekit info` stays quick); what builds or loads a model imports it.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vaekit import __version__
 from vaekit.config import RunConfig
-from vaekit.data.codec import Codec, codec_from_dict
 from vaekit.errors import UserError
-from vaekit.model.vae import VAE
 from vaekit.runs.files import atomic_write_text
-from vaekit.runs.weights import load_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from vaekit.data.codec import Codec
+    from vaekit.model.vae import VAE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO
@@ -30,8 +33,9 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 EVALUATION_FILE = "evaluation.json"  # `vaekit evaluate`'s figures, keyed by data, split and K
 REPORT_FILE = "report.html"  # derived from the rest: `vaekit report` rewrites it at will
+TENSORBOARD_DIR = "tensorboard"  # `--tensorboard`'s event files (vaekit.training.tensorboard)
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, EVALUATION_FILE, REPORT_FILE,
-             "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png")
+             "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png", TENSORBOARD_DIR)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,15 @@ class DataInfo:
         return cls(**raw)
 
     def make_codec(self) -> Codec:
+        from vaekit.data.codec import codec_from_dict
+
         return codec_from_dict(self.codec)
 
 
 def write_config(run_dir: Path, config: RunConfig, data: DataInfo, launch: dict[str, Any] | None = None) -> None:
     """`launch` says how a distributed run shared its work out (processes, the global batch)."""
+    import torch
+
     payload = {
         "vaekit_version": __version__,
         "torch_version": torch.__version__,
@@ -96,11 +104,15 @@ def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
 
 
 def build_model(config: RunConfig, data: DataInfo) -> VAE:
+    from vaekit.model.vae import VAE
+
     return VAE(config.model, data.event_shape, data.likelihood)
 
 
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[VAE, RunConfig, DataInfo]:
     """The best weights of a run, in evaluation mode on `device`."""
+    from vaekit.runs.weights import load_weights
+
     config, data = read_config(run_dir)
     model = build_model(config, data)
     load_weights(model, Path(run_dir) / WEIGHTS_FILE)

@@ -11,14 +11,17 @@ from vaekit.runs.directory import DataInfo
 
 # Settings a resumed run may change; any other would make it a different run, not a continuation.
 # cuda_graphs changes how a step is launched, not its numbers (equal bit for bit on a GPU: tests/test_cuda.py).
+# tensorboard adds a second log of the same records; it changes nothing the run computes.
 RESUMABLE_SETTINGS = ("epochs", "patience", "learning_rate", "device", "cuda_graphs", "checkpoint_every_steps",
-                      "checkpoint_every_minutes")
+                      "checkpoint_every_minutes", "tensorboard")
 
 
 def resumed_config(saved: RunConfig, requested: RunConfig | None, out: Path) -> RunConfig:
     """The saved config with the training settings a resume may change taken from `requested`."""
     if requested is None:
         return saved
+    if requested.train.batch_size is None:  # the default, which the run resolved when it began: no change
+        requested = replace(requested, train=replace(requested.train, batch_size=saved.train.batch_size))
     changed = [
         f"{f.name} = {getattr(saved.train, f.name)!r} (not {getattr(requested.train, f.name)!r})"
         for f in fields(TrainConfig)

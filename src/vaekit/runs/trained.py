@@ -16,8 +16,9 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.batch import Batch
+from vaekit.data.codec import PixelCodec
 from vaekit.data.loading import detect_format, read_source
-from vaekit.data.source import IMAGE, TABLE, split_source
+from vaekit.data.source import IMAGE, TABLE, Split, split_source, whole_source
 from vaekit.data.tables import settings_like_run
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
@@ -27,8 +28,32 @@ from vaekit.runs.directory import load_model, read_metrics, read_results
 from vaekit.runtime.device import resolve_device
 
 
+def check_units(x: np.ndarray, pixels: bool) -> np.ndarray:
+    """`x` as a run takes it, or a UserError saying which units it expects: for an image run (`pixels`) uint8
+    pixels 0..255 (other integers within 0..255 pass as such), never floats, whose scale, [0, 1] or 0..255,
+    cannot be told; for a table or array run finite numbers in the data's own units."""
+    if pixels and x.dtype != np.uint8:
+        integers = np.issubdtype(x.dtype, np.integer)
+        if integers and (x.size == 0 or 0 <= x.min() <= x.max() <= 255):
+            return x.astype(np.uint8)
+        given = f"{x.dtype} values from {x.min()} to {x.max()}" if integers and x.size else f"{x.dtype} values"
+        raise UserError(
+            f"this run takes images as uint8 pixels 0..255, as `sample` returns them, not {given}; "
+            "for values in [0, 1] pass (x * 255).round().astype(np.uint8)"
+        )
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
+        raise UserError(f"this run takes numbers in the units of its data, not {x.dtype} values")
+    if not pixels and not np.isfinite(x).all():
+        raise UserError(
+            f"{np.count_nonzero(~np.isfinite(x))} of the {x.size} values given are NaN or infinite; this run "
+            "takes finite numbers in the units of its data"
+        )
+    return x
+
+
 class TrainedVAE:
-    """A trained run loaded from its directory; every method takes and returns data in source units."""
+    """A trained run loaded from its directory; every method takes and returns data in source units: an image
+    run's images as uint8 pixels 0..255 (floats are refused), a table's or array's values as finite numbers."""
 
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.run_dir = Path(run_dir)
@@ -45,12 +70,14 @@ class TrainedVAE:
         return read_results(self.run_dir)
 
     def _to_model(self, x: np.ndarray) -> torch.Tensor:
+        """Inputs (N, *event_shape) in the data's units (`check_units`) to the model's, on the device."""
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.data.event_shape:
             raise UserError(
                 f"data of shape {tuple(x.shape[1:])} per example does not fit this run, which was trained on "
                 f"{self.data.event_shape} ({self.data.description})"
             )
+        x = check_units(x, isinstance(self.codec, PixelCodec))
         return self.codec.to_model(torch.as_tensor(x).to(self.device))
 
     def to_data(self, values: torch.Tensor) -> np.ndarray:
@@ -65,6 +92,14 @@ class TrainedVAE:
         `split` is train, validation, test or all; by default the test split of the run's own data
         or of a source with its own test files, else all of a new source.
         """
+        chosen, _ = self.load_split(source, split, **data_settings)
+        return chosen.x, chosen.y
+
+    def load_split(
+        self, source: str | None = None, split: str | None = None, **data_settings: Any
+    ) -> tuple[Split, tuple[str, ...] | None]:
+        """As `load_inputs`, with where each example came from (`Split.rows`, `Split.names`) and the
+        names of the source's classes (label index -> name)."""
         data_config = self.config.data
         if source is not None or data_settings:
             data_config = replace(data_config, **({"source": source, "data_format": "auto"} if source else {}),
@@ -73,19 +108,13 @@ class TrainedVAE:
             data_config = self._read_like_run(data_config, data_settings)
         raw = read_source(data_config)
         split = split or ("test" if source is None or raw.test_x is not None else "all")
-        if split == "all":
-            parts = [(raw.x, raw.y)] + ([(raw.test_x, raw.test_y)] if raw.test_x is not None else [])
-            x = np.concatenate([p[0] for p in parts])
-            y = None if any(p[1] is None for p in parts) else np.concatenate([p[1] for p in parts])
-        else:
-            chosen = getattr(split_source(raw, data_config), split)
-            x, y = chosen.x, chosen.y
-        if tuple(x.shape[1:]) != self.data.event_shape:
+        chosen = whole_source(raw) if split == "all" else getattr(split_source(raw, data_config), split)
+        if tuple(chosen.x.shape[1:]) != self.data.event_shape:
             raise UserError(
-                f"{raw.description}: examples of shape {tuple(x.shape[1:])} do not fit {self.run_dir}, which was "
-                f"trained on {self.data.event_shape} ({self.data.description}); pass data like the run's"
+                f"{raw.description}: examples of shape {tuple(chosen.x.shape[1:])} do not fit {self.run_dir}, which "
+                f"was trained on {self.data.event_shape} ({self.data.description}); pass data like the run's"
             )
-        return x, y
+        return chosen, raw.class_names
 
     def _read_like_run(self, data_config: DataConfig, given: dict[str, Any]) -> DataConfig:
         """Read a new source as the run's data was read, unless the caller said otherwise: a CSV by the
@@ -104,7 +133,7 @@ class TrainedVAE:
 
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """μ(x) and σ(x) of q(z|x), each (N, latent_dim)."""
+        """μ(x) and σ(x) of q(z|x), each (N, latent_dim), for inputs x in the data's units (uint8 pixels for images)."""
         loc, log_variance = self.model.encode(Batch(self._to_model(x)))
         return loc.cpu().numpy(), torch.exp(0.5 * log_variance).cpu().numpy()
 

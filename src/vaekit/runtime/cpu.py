@@ -21,8 +21,8 @@ def flush_denormals() -> Iterator[None]:
     """CPU arithmetic with denormal floats (below 1.2e-38) flushed to zero for the block; as before after it.
 
     Adam's moments of weights that never get a gradient (Fashion-MNIST's always-black border pixels)
-    decay through the denormal range, where a CPU is many times slower per operation (README,
-    Performance, gives what it cost). Numbers that small move no weight at float32 precision: 3 epochs
+    decay through the denormal range, where a CPU is many times slower per operation (docs/
+    performance.md gives what it cost). Numbers that small move no weight at float32 precision: 3 epochs
     of the reference run gave the same weights bit for bit with and without (benchmarks/train_speed.py).
 
     The setting is per thread (the CPU's MXCSR register), and `torch.set_flush_denormal` reaches only
@@ -108,7 +108,7 @@ def keep_freed_memory() -> None:
 
     Each training step allocates and frees megabytes of activations and gradients, each chunk of
     importance samples tens of MiB; by default glibc hands that back to the kernel and page-faults it
-    in again on the next step, at a measured cost (README, Performance). Peak memory is unchanged, but
+    in again on the next step, at a measured cost (docs/performance.md). Peak memory is unchanged, but
     the process keeps its peak until it ends. Process-wide and left on; does nothing where the C
     library is not glibc.
     """

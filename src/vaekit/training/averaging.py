@@ -8,8 +8,8 @@ approach; an exponential moving average of them sits closer to it. After every s
 so early on, when the weights move fast, the average forgets its start quickly (the ramp of TensorFlow's
 `ExponentialMovingAverage` with `num_updates`); later it spans about 1 / (1 − decay) steps. The weights
 are folded in every `every`-th step only, with the decay of that many steps, dᵉᵛᵉʳʸ: one pass over the
-weights and the average costs about a fortieth of a reference-network step on a CPU (README,
-Performance), and an average over hundreds of steps hardly changes for seeing every fourth.
+weights and the average costs about a fortieth of a reference-network step on a CPU (docs/
+performance.md), and an average over hundreds of steps hardly changes for seeing every fourth.
 Training steps always move the raw weights; `applied()` puts the average in their place for validation,
 saving and testing. Decay 0 turns it off: the average is then the weights themselves.
 """

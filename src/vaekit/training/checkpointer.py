@@ -21,10 +21,10 @@ from typing import Any
 from torch import nn
 
 from vaekit.errors import UserError
-from vaekit.runs.checkpoint import load_training_state, save_training_state
+from vaekit.runs.checkpoint import STATE_KEY, load_training_state, save_training_state
 from vaekit.runs.directory import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
 from vaekit.runs.files import atomic_write_text, remove_stale_temporaries
-from vaekit.runs.weights import save_weights
+from vaekit.runs.weights import read_safetensors, save_weights
 from vaekit.runtime.world import World
 from vaekit.training.averaging import WeightAverage
 from vaekit.training.optim import Adam
@@ -39,6 +39,20 @@ BeforeWrite = Callable[[str, Progress], None]
 
 def _nothing(name: str, progress: Progress) -> None:
     pass
+
+
+def epochs_trained(run_dir: Path) -> int | None:
+    """The epochs that the run directory's checkpoint has trained (whole ones); None before its first."""
+    checkpoint = Path(run_dir) / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        return None
+    _, metadata = read_safetensors(checkpoint)
+    try:
+        return int(json.loads(metadata[STATE_KEY])["state"]["progress"]["epoch"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(
+            f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit"
+        ) from error
 
 
 class Checkpointer:

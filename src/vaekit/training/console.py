@@ -1,4 +1,6 @@
-"""What a person watching training sees: a progress bar per epoch, and a line for some epochs."""
+"""What a person watching training sees: a progress bar per epoch, and a line for some epochs.
+
+The bar is for a terminal: where stderr is a file or a pipe (a log), `EpochLines` prints the lines alone."""
 
 from __future__ import annotations
 
@@ -40,11 +42,22 @@ class Reporter:
         """The epoch's metrics.jsonl record is written; `finished` if training ends with it."""
 
 
-class ConsoleReporter(Reporter):
-    """A tqdm bar over each epoch's steps, and every k-th epoch's line (every one of a short run) and the last."""
+class EpochLines(Reporter):
+    """Every k-th epoch's line (every one of a short run) and the last: what a log of training keeps."""
 
     def __init__(self, epochs: int):
         self.every = max(1, epochs // EPOCH_LINES)
+
+    def epoch_ended(self, record: dict[str, Any], finished: bool) -> None:
+        if record["epoch"] % self.every == 0 or finished:
+            tqdm.write(describe(record))
+
+
+class ConsoleReporter(EpochLines):
+    """A tqdm bar over each epoch's steps, besides the epoch lines: for a terminal."""
+
+    def __init__(self, epochs: int):
+        super().__init__(epochs)
         self.bar: tqdm | None = None
 
     def epoch_started(self, epoch: int, steps: int, first_step: int) -> None:
@@ -61,7 +74,3 @@ class ConsoleReporter(Reporter):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-    def epoch_ended(self, record: dict[str, Any], finished: bool) -> None:
-        if record["epoch"] % self.every == 0 or finished:
-            tqdm.write(describe(record))

@@ -2,7 +2,7 @@
 
 On a GPU, a step of a small network is bound by the host: the reference network's step launches
 about 95 kernels that keep an H100 busy for a fraction of the time the host takes to issue them
-(README, Performance, On a GPU). A CUDA graph records the kernels once; each later step is one launch.
+(docs/performance.md, On a GPU). A CUDA graph records the kernels once; each later step is one launch.
 
 What changes from step to step lives in tensors the graph reads: the batch, copied into a fixed
 buffer, and the KL weight β and the step size. ε and dynamic binarization come from the run's noise

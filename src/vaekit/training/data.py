@@ -62,7 +62,7 @@ class TrainingData:
         shards = (order[start : start + batch][world.shard(min(batch, len(order) - start))] for start in starts)
         if not self.streamed:
             for start, index in zip(starts, shards):
-                # index_select copies whole rows, several times faster than t[index] (README, Performance).
+                # index_select copies whole rows, several times faster than t[index] (docs/performance.md).
                 yield min(batch, len(order) - start), self.stored.index_select(0, index)
             return
         decoded = stored_batches(self.stored, shards, self.workers, pin_memory=self.device.type == "cuda")

@@ -3,7 +3,7 @@
 A gradient's sum is NaN or infinite when any of its entries is (or when they are absurdly large,
 which is divergence too); the loss and the sums are checked together, in the one host sync per step.
 Nothing is retried: the loop turns `NonFinite` into `TrainingDiverged`, a message that says where it
-happened, what was kept and how to go on with a lower step size. README, Performance, gives what
+happened, what was kept and how to go on with a lower step size. docs/performance.md gives what
 the check costs a step.
 """
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
-from vaekit.config import TrainConfig
+from vaekit.config import TrainConfig, batch_size_for
 from vaekit.data.source import Splits
 from vaekit.evaluation.bounds import dataset_bound
 from vaekit.model.objectives import objective_for
@@ -32,7 +33,7 @@ from vaekit.runtime.cpu import cpu_settings
 from vaekit.runtime.world import SINGLE_PROCESS, World
 from vaekit.training.averaging import WeightAverage
 from vaekit.training.checkpointer import BeforeWrite, Checkpointer
-from vaekit.training.console import ConsoleReporter, Reporter
+from vaekit.training.console import ConsoleReporter, EpochLines, Reporter
 from vaekit.training.cuda_graph import GraphFactory
 from vaekit.training.data import TrainingData
 from vaekit.training.graphed_step import GraphedStep, graphs_suit
@@ -45,6 +46,7 @@ from vaekit.training.sharded_step import ShardStep
 from vaekit.training.signals import StopRequest, TrainingInterrupted, signal_name
 from vaekit.training.step import EagerStep, Step, StepAt, StepParts
 from vaekit.training.stopping import CheckpointCadence, EarlyStopping
+from vaekit.training.tensorboard import Reporters, epoch_pictures, tensorboard_reporter
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,14 @@ def choose_step(parts: StepParts, config: TrainConfig, device: torch.device, wor
     return eager
 
 
+def choose_reporter(progress_bar: bool, epochs: int, world: World) -> Reporter:
+    """What rank 0 shows while training: a bar and epoch lines on a terminal, the lines alone where stderr
+    is a file or a pipe (a bar's every redraw would fill the log), nothing without `progress_bar`."""
+    if not (progress_bar and world.is_main):
+        return Reporter()
+    return ConsoleReporter(epochs) if sys.stderr.isatty() else EpochLines(epochs)
+
+
 class Trainer:
     def __init__(
         self,
@@ -102,6 +112,7 @@ class Trainer:
     ):
         """`world` is this process's place in a torchrun launch (vaekit.runtime.world); `workers` the
         processes that decode a streamed image folder (vaekit.data.streaming)."""
+        config = replace(config, batch_size=batch_size_for(config, len(splits.train)))  # vaekit.train gives it resolved
         self.model, self.splits, self.config, self.device, self.world = model.to(device), splits, config, device, world
         self.run_dir, self.workers = Path(run_dir), workers
         self.data = TrainingData(splits.train.x, splits.codec, config.batch_size, device, world, workers,
@@ -115,7 +126,10 @@ class Trainer:
         self.stopping = EarlyStopping(config.epochs, config.patience)
         self.checkpointer = Checkpointer(self.run_dir, world, self.model, self.parts.optimizer, self.parts.average,
                                          self.parts.randomness, hooks.before_write)
-        self.reporter = ConsoleReporter(config.epochs) if progress_bar and world.is_main else Reporter()
+        self.reporter = choose_reporter(progress_bar, config.epochs, world)
+        if config.tensorboard:  # beside the console, never instead of it
+            pictures = epoch_pictures(self.model, self.parts.average, splits, config.seed)
+            self.reporter = Reporters(self.reporter, tensorboard_reporter(self.run_dir, config.epochs, world, pictures))
         self.after_step = hooks.after_step
         self.progress = Progress()
 
