@@ -32,7 +32,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.vaekit
 
 demo: $(VENV)/.vaekit
 	$(VENV)/bin/vaekit train --config configs/digits.toml --out $(DEMO_RUN) --overwrite
-	@echo "pictures: $(DEMO_RUN)/samples.png $(DEMO_RUN)/reconstructions.png $(DEMO_RUN)/loss.png"
+	@echo "pictures: $(DEMO_RUN)/samples.png $(DEMO_RUN)/reconstructions.png $(DEMO_RUN)/loss.png $(DEMO_RUN)/report.html"
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks tools

@@ -252,5 +252,6 @@ def run(args: argparse.Namespace) -> int:
         f"on {results['test_examples']} examples; best epoch {results['best_epoch']}",
     )
     pictures = [name for name in RUN_FILES if name.endswith(".png") and (out / name).exists()]
+    pictures += [name for name in RUN_FILES if name.endswith(".html") and (out / name).exists()]  # the report last
     print(f"run written to {out}/: {', '.join(pictures)}", file=sys.stderr)
     return 0
