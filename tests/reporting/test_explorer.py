@@ -22,7 +22,8 @@ import pytest
 from PIL import Image
 
 from vaekit.errors import UserError
-from vaekit.reporting.explorer import ACTIVE_KL_NATS, Explorer
+from vaekit.model.latent_paths import ACTIVE_KL
+from vaekit.reporting.explorer import Explorer
 from vaekit.reporting.explorer_server import MAX_BODY_BYTES, make_server
 from vaekit.reporting.pictures import image_grid, png_bytes
 from vaekit.runs.trained import TrainedVAE
@@ -96,7 +97,7 @@ def test_info_lists_the_active_dimensions_most_kl_first(url, digits_explorer):
     described = info(url)
     kl = np.array(described["kl"])
     shown = [dim["index"] for dim in described["dims"]]
-    active = [d for d in np.argsort(-kl, kind="stable") if kl[d] > ACTIVE_KL_NATS]
+    active = [d for d in np.argsort(-kl, kind="stable") if kl[d] > ACTIVE_KL]
     assert shown == (active or list(np.argsort(-kl, kind="stable")[:2]))
     assert described["kind"] == "image" and described["drawable"] and described["latent_dim"] == 20
     assert described["examples"] == 16 == len(described["labels"]) and all(described["labels"])

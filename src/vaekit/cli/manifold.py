@@ -31,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from vaekit.errors import UserError
+    from vaekit.model import latent_paths
     from vaekit.reporting.latent_pictures import manifold_png
     from vaekit.reporting.outputs import drawable
     from vaekit.runs.files import atomic_write_bytes
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dims is None:
         x, _ = trained.load_inputs()
         kl = trained.kl_per_dimension(x[:KL_EXAMPLES])
-        dims = tuple(sorted(int(d) for d in np.argsort(-kl, kind="stable")[:2]))
+        dims = tuple(sorted(latent_paths.by_kl(kl)[:2]))
     else:
         dims = tuple(args.dims)
     images = trained.manifold(args.grid, dims)

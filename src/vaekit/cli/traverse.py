@@ -26,7 +26,6 @@ Each row moves one dimension from -3 to +3 standard deviations (the prior's, 1; 
 --posterior-scale the input's posterior σ(x)) with the others held, and is labelled with the
 dimension's KL over the run's test split. Dimensions whose KL is below 0.01 nats are inactive: they decode to the
 same picture and are left out unless --all."""
-ACTIVE_KL = 0.01  # nats: a dimension whose KL is below this carries (almost) no information about x
 KL_EXAMPLES = 2000  # test inputs to estimate each dimension's KL over: quick, and stable to 0.01 nats
 
 
@@ -55,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vaekit.errors import UserError
+    from vaekit.model import latent_paths
     from vaekit.reporting.latent_pictures import latent_csv, traversal_png
     from vaekit.runs.files import atomic_write_bytes, atomic_write_text
     from vaekit.runs.trained import TrainedVAE
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.index is not None and not 0 <= args.index < len(x):
         raise UserError(f"--index {args.index}: the inputs are numbered 0 to {len(x) - 1}")
     kl = trained.kl_per_dimension(x[:KL_EXAMPLES])
-    by_kl = [int(d) for d in np.argsort(-kl, kind="stable")]
-    dims = args.dims if args.dims else [d for d in by_kl if args.all or kl[d] > ACTIVE_KL] or by_kl[:1]
+    ranked = latent_paths.by_kl(kl) if args.all else latent_paths.active_dimensions(kl)
+    dims = args.dims or ranked or latent_paths.by_kl(kl)[:1]
     base = None if args.index is None else np.asarray(x[args.index : args.index + 1])
     rows = trained.traverse(base, list(dims), args.steps, args.span, args.posterior_scale)
     if kind == "csv":
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         where = "the prior's mean" if base is None else f"input {args.index}'s posterior mean"
         where += " (steps of its posterior σ)" if args.posterior_scale else ""
-        atomic_write_bytes(args.out, traversal_png(rows, trained.data, list(dims), kl, ACTIVE_KL, args.span, where))
+        png = traversal_png(rows, trained.data, list(dims), kl, latent_paths.ACTIVE_KL, args.span, where)
+        atomic_write_bytes(args.out, png)
     print(f"wrote a traversal of {len(dims)} dimensions to {args.out}")
     return 0

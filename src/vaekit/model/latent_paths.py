@@ -13,7 +13,18 @@ import torch
 from torch.distributions import Normal
 
 PATHS = ("linear", "slerp")
+ACTIVE_KL = 0.01  # nats: a latent dimension with less KL than this carries (next to) nothing about x
 GRID_EDGE = 0.05  # the manifold grid spans the prior's quantiles 0.05 .. 0.95 (the paper's figure)
+
+
+def by_kl(kl: np.ndarray) -> list[int]:
+    """Latent dimensions, most KL (D,) first; ties in index order."""
+    return [int(d) for d in np.argsort(-kl, kind="stable")]
+
+
+def active_dimensions(kl: np.ndarray) -> list[int]:
+    """The dimensions whose KL is above ACTIVE_KL, most KL first: those a traversal or a slider shows."""
+    return [d for d in by_kl(kl) if kl[d] > ACTIVE_KL]
 
 
 def interpolation(z_from: torch.Tensor, z_to: torch.Tensor, steps: int, path: str = "linear") -> torch.Tensor:

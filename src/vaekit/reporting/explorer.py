@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.errors import UserError
+from vaekit.model import latent_paths
 from vaekit.model.latent_paths import PATHS
 from vaekit.reporting.explorer_requests import MAX_ABS_Z, MAX_STEPS, MIN_STEPS, PNG, Reply, RequestError, json_reply
 from vaekit.reporting.outputs import as_pixels, drawable
@@ -35,7 +36,6 @@ from vaekit.runs.trained import TrainedVAE
 
 logger = logging.getLogger(__name__)
 STRIP_SIZE = 16  # test examples on the page: enough to find two classes to interpolate, few enough to load fast
-ACTIVE_KL_NATS = 0.01  # a dimension carrying less KL than this barely changes the decoded example
 FALLBACK_DIMS = 2  # when none is active (a collapsed posterior), still show the two of most KL
 KL_CHUNK = 1024  # test examples encoded at once when measuring KL: bounded memory on a big test split
 SLIDER_SPAN = 3.0  # the sliders cover ±3 prior standard deviations, where p(z) has 99.7% of its mass
@@ -57,9 +57,7 @@ def _kl_over(trained: TrainedVAE, x: np.ndarray) -> np.ndarray:
 
 def shown_dimensions(kl: np.ndarray) -> list[int]:
     """The dimensions that get a slider: the active ones (KL > 0.01 nats), most KL first, else the top two."""
-    order = [int(d) for d in np.argsort(-kl, kind="stable")]
-    active = [d for d in order if kl[d] > ACTIVE_KL_NATS]
-    return active or order[:FALLBACK_DIMS]
+    return latent_paths.active_dimensions(kl) or latent_paths.by_kl(kl)[:FALLBACK_DIMS]
 
 
 class Explorer:
@@ -98,7 +96,7 @@ class Explorer:
             "run": self.trained.run_dir.name, "description": self.data.description, "kind": self.data.kind,
             "drawable": self.drawable, "event_shape": list(self.data.event_shape), "latent_dim": self.latent_dim,
             "dims": [{"index": d, "kl": float(self.kl[d])} for d in self.dims], "kl": self.kl.tolist(),
-            "active_kl_nats": ACTIVE_KL_NATS, "examples": len(self.strip), "labels": self.labels,
+            "active_kl_nats": latent_paths.ACTIVE_KL, "examples": len(self.strip), "labels": self.labels,
             "columns": list(self.data.columns) if self.data.columns else None,
             "slider_span": SLIDER_SPAN, "max_abs_z": MAX_ABS_Z, "steps": [MIN_STEPS, MAX_STEPS], "paths": list(PATHS),
         }

@@ -32,7 +32,6 @@ from vaekit.runs.trained import TrainedVAE
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_KL_NATS = 0.01  # a latent dimension with less KL than this carries (next to) nothing about x
 REPORT_EXAMPLES = 2000  # test inputs for the KL and the scatter: enough to settle, quick on a CPU
 SAMPLES = 64
 RECONSTRUCTION_PAIRS, RECONSTRUCTION_COLUMNS = 4, 8  # rows of inputs, each with its reconstructions below
@@ -56,7 +55,7 @@ class _Material:
     def by_kl(self) -> list[int]:
         """Latent dimensions, most KL first (index order without inputs)."""
         dims = range(self.run.model.latent_dim)
-        return list(dims) if self.kl is None else [int(d) for d in np.argsort(-self.kl, kind="stable")]
+        return list(dims) if self.kl is None else latent_paths.by_kl(self.kl)
 
 
 def write_report(run: TrainedVAE, path: Path | None = None,
@@ -320,22 +319,22 @@ def _traversals(material: _Material) -> Section:
     dims = material.by_kl()[:TRAVERSED_DIMENSIONS]
     kl = material.kl if material.kl is not None else np.full(run.model.latent_dim, np.nan)
     rows = run.traverse(dims=dims, steps=TRAVERSAL_STEPS, span=TRAVERSAL_SPAN)
-    png = latent.traversal_png(rows, run.data, dims, kl, ACTIVE_KL_NATS, TRAVERSAL_SPAN, "the prior mean 0")
+    png = latent.traversal_png(rows, run.data, dims, kl, latent_paths.ACTIVE_KL, TRAVERSAL_SPAN, "the prior mean 0")
     chosen = "each latent dimension" if len(dims) == run.model.latent_dim else f"the {len(dims)} of most KL"
     caption = (f"From the prior mean z = 0, {chosen} swept from −{TRAVERSAL_SPAN:g} to +{TRAVERSAL_SPAN:g} "
                "with the others held at 0, one row per dimension, most KL first; a dimension with under "
-               f"{ACTIVE_KL_NATS:g} nats of KL is marked inactive: the decoder ignores it.")
+               f"{latent_paths.ACTIVE_KL:g} nats of KL is marked inactive: the decoder ignores it.")
     return Section("traversals", "Traversals", figure(png, caption, "latent traversals"))
 
 
 def _kl_section(material: _Material) -> Section:
     if material.kl is None:
         return _left_out("kl", "KL per dimension", material)
-    active = int((material.kl > ACTIVE_KL_NATS).sum())
+    active = int((material.kl > latent_paths.ACTIVE_KL).sum())
     caption = (f"KL(q(zⱼ|x) ‖ p(zⱼ)) of each latent dimension j, averaged over {len(material.x):,} test "
-               f"inputs: {active} of {len(material.kl)} are active units (above {ACTIVE_KL_NATS:g} nats); the "
+               f"inputs: {active} of {len(material.kl)} are active units (above {latent_paths.ACTIVE_KL:g} nats); the "
                "rest have collapsed to the prior.")
-    return Section("kl", "KL per dimension", figure(latent.kl_png(material.kl, ACTIVE_KL_NATS), caption, "KL"))
+    return Section("kl", "KL per dimension", figure(latent.kl_png(material.kl, latent_paths.ACTIVE_KL), caption, "KL"))
 
 
 def _latent_scatter(material: _Material) -> Section:
