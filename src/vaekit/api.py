@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from vaekit.errors import UserError
 from vaekit.reporting.report import write_report
 from vaekit.reporting.run_pictures import write_pictures
 from vaekit.runs.directory import DataInfo, build_model, prepare_output_dir, read_config, write_config
+from vaekit.runs.files import CannotWrite
+from vaekit.runs.lock import run_lock
 from vaekit.runs.resume import check_same_data, resumed_config
 from vaekit.runs.trained import TrainedVAE
 from vaekit.runtime.device import resolve_device
@@ -57,7 +60,9 @@ def train(
     (vaekit.runtime.world): rank 0 writes it and returns it, the other ranks return None.
     `hooks` reach into training (vaekit.training.loop.Hooks), for tests.
     """
-    with joined_world() as world:
+    with joined_world() as world, ExitStack() as held:
+        # One writer per run (vaekit.runs.lock): rank 0's, for as long as it trains and writes the run.
+        world.from_main(lambda: held.enter_context(run_lock(Path(out), create=not resume)))
         return _train(world, config, Path(out), data, labels, overwrite, resume, progress, hooks)
 
 
@@ -83,20 +88,27 @@ def _train(
     )
     # How the global batch was shared out: a resumed run states its latest launch.
     launch = {"processes": world.size, "global_batch": config.train.batch_size} if world.size > 1 else None
-    if resume:
-        trainer.resume()
-        if world.is_main:  # so that info, and the next resume, see the new budget and how this launch runs
-            write_config(out, config, saved_info, launch)
-    else:
-        world.from_main(lambda: (prepare_output_dir(out, overwrite), write_config(out, config, info, launch)))
-    with stop_on_signals() as stop:
-        trainer.fit(stop)
-    trainer.write_results()
-    if not world.is_main:
-        return None
-    trained = TrainedVAE(out, device=str(device))
-    write_pictures(trained, splits)
-    write_report(trained, inputs=(splits.test.x, splits.test.y))
+    with trainer.checkpointer.refusals_explained():  # a full disk: one line, and how to go on
+        if resume:
+            trainer.resume()
+            if world.is_main:  # so that info, and the next resume, see the new budget and how this launch runs
+                write_config(out, config, saved_info, launch)
+        else:
+            world.from_main(lambda: (prepare_output_dir(out, overwrite), write_config(out, config, info, launch)))
+        with stop_on_signals() as stop:
+            trainer.fit(stop)
+        trainer.write_results()
+    return _finish(TrainedVAE(out, device=str(device)), splits) if world.is_main else None
+
+
+def _finish(trained: TrainedVAE, splits: Splits) -> TrainedVAE:
+    """The pictures and the report of a trained run."""
+    try:
+        write_pictures(trained, splits)
+        write_report(trained, inputs=(splits.test.x, splits.test.y))
+    except CannotWrite as error:
+        raise UserError(f"{error}; the run itself is complete and saved: once the disk has room, "
+                        f"`vaekit report {trained.run_dir}` writes its page") from error
     return trained
 
 

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from helpers import run_subprocess
+from vaekit.runs.lock import LOCK_FILE
 
 # ----- inputs ----------------------------------------------------------------------------------------
 
@@ -220,6 +221,8 @@ CASES = [
     # --- runs
     Case("--out already holds a run", lambda t, r: train_on(table(t / "t.csv"), copy_run(r, t)),
          ("myrun", "already holds a run", "--overwrite", "--resume")),
+    Case("--out under a file", lambda t, r: train_on(table(t / "t.csv"), text_file(t / "afile", "keep me") / "run"),
+         ("afile is a file, not a folder", "choose another --out")),
     Case("--resume with other data",
          lambda t, r: ["train", "--resume", copy_run(r, t), "--data", table(t / "t.csv", header="x,y")],
          ("myrun", "--resume keeps the run's data")),
@@ -236,6 +239,9 @@ CASES = [
     Case("sample into an existing file",
          lambda t, r: ["sample", r, "--out", text_file(t / "s.csv", "keep me")],
          ("s.csv", "already exists", "--overwrite")),
+    Case("sample into a path under a file",
+         lambda t, r: ["sample", r, "--out", text_file(t / "afile", "keep me") / "s.csv"],
+         ("afile/s.csv", "afile is a file, not a folder", "choose another --out")),
     Case("sample a table as PNG", lambda t, r: ["sample", r, "--out", t / "s.png"],
          ("s.png", "cannot be drawn as PNG")),
     Case("sample into a missing folder", lambda t, r: ["sample", r, "--out", t / "no/s.csv"],
@@ -259,9 +265,10 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
-    """Every file under the folders, by path, with a hash of its bytes."""
+    """Every file under the folders, by path, with a hash of its bytes; a run's lock file only by name (who
+    held the lock last is written into it on every try, and it is not output)."""
     return {
-        str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+        str(path): "lock" if path.name == LOCK_FILE else hashlib.sha256(path.read_bytes()).hexdigest()
         for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()
     } | {str(path): "folder" for folder in folders for path in folder.rglob("*") if path.is_dir()}
 
@@ -292,7 +299,8 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(case: Case, tmp_path:
     assert not (tmp_path / "out").exists()
 
 
-SUBPROCESS_CASES = ["missing path", "truncated image", "TOML with a typo'd key", "--out already holds a run"]
+SUBPROCESS_CASES = ["missing path", "truncated image", "TOML with a typo'd key", "--out already holds a run",
+                    "--out under a file"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)

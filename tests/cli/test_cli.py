@@ -105,3 +105,24 @@ assert not loaded, loaded
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "did you mean --epochs?" in completed.stderr and "test       -ELBO" in completed.stdout
+
+
+def test_a_refusal_of_the_file_system_anywhere_is_one_line_and_any_other_os_error_is_a_bug(monkeypatch, cli, tmp_path):
+    import errno
+
+    from vaekit.cli import info
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.png"))
+
+    monkeypatch.setattr(info, "run", full_disk)
+    result = cli("info", tmp_path)
+    assert result.code == 2 and result.err.startswith(f"vaekit info: error: {tmp_path / 'out.png'}: no space left")
+    assert len(result.err.strip().splitlines()) == 1
+
+    def bug(args):
+        raise OSError(errno.EBADF, "Bad file descriptor", "x")
+
+    monkeypatch.setattr(info, "run", bug)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        cli("info", tmp_path)

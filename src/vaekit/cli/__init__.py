@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from types import ModuleType
 
 from vaekit import __version__
@@ -33,6 +34,7 @@ from vaekit.cli import (
 )
 from vaekit.cli.options import OneLineParser
 from vaekit.errors import UserError
+from vaekit.runs.files import is_file_system_refusal, refusal
 
 COMMANDS: list[ModuleType] = [
     train, evaluate, sample, reconstruct, encode, interpolate, traverse, manifold, latents, info, report, reparam_demo,
@@ -111,3 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         # the interpreter's final flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:  # after BrokenPipeError, one of them
+        # A file the file system refused outside the run's own writes (which say so themselves): one line.
+        if not (is_file_system_refusal(error) and error.filename) or getattr(args, "debug", False):
+            raise
+        print(f"vaekit {args.command}: error: {error.filename}: {refusal(error, Path(error.filename).parent)}",
+              file=sys.stderr)
+        return 2

@@ -196,6 +196,8 @@ def refuse_existing(path: str, overwrite: bool) -> None:
     if Path(path).exists() and not overwrite:
         raise UserError(f"{path}: already exists; pass --overwrite to replace it or choose another --out")
     parent = Path(path).absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{path}: {parent} is a file, not a folder; choose another --out")
     if not parent.is_dir():
         raise UserError(f"{path}: the folder {parent} does not exist; create it first or choose another --out")
 

@@ -64,6 +64,14 @@ def save_training_state(
     atomic_write_bytes(path, safetensors_bytes(tensors, {STATE_KEY: json.dumps(header)}))
 
 
+def trained_epochs(metadata: dict[str, str], path: Path) -> int:
+    """The whole epochs a checkpoint has trained, from its header's metadata."""
+    try:
+        return int(json.loads(metadata[STATE_KEY])["state"]["progress"]["epoch"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{path}: damaged training state ({error!r}); it was not written by this vaekit") from error
+
+
 def load_training_state(
     path: Path, model: nn.Module, optimizer: Optimizer, average: Average | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -90,7 +90,7 @@ def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory; pass the --out folder of a `vaekit train`")
+        raise no_such_run(run_dir)
     if not path.is_file():
         raise UserError(f"{run_dir}: not a vaekit run (no {CONFIG_FILE}); pass the --out folder of a `vaekit train`")
     try:
@@ -101,6 +101,10 @@ def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
         return RunConfig.from_dict(raw["config"], str(path)), DataInfo.from_dict(raw["data"])
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{path}: unreadable run config ({error}); the run directory is damaged") from error
+
+
+def no_such_run(run_dir: Path) -> UserError:
+    return UserError(f"{run_dir}: no such run directory; pass the --out folder of a `vaekit train`")
 
 
 def build_model(config: RunConfig, data: DataInfo) -> VAE:
@@ -122,9 +126,8 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[VAE, 
 def prepare_output_dir(run_dir: Path, overwrite: bool = False) -> None:
     """Create `run_dir`, refusing to clobber an existing run unless `overwrite` is asked for."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir}: exists and is not a folder; choose another --out")
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()] if run_dir.is_dir() else []
+    make_run_directory(run_dir)
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if existing and not overwrite:
         raise UserError(
             f"{run_dir}: already holds a run ({', '.join(existing[:3])}); pass --resume to continue it, "
@@ -133,7 +136,20 @@ def prepare_output_dir(run_dir: Path, overwrite: bool = False) -> None:
     for name in existing:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def make_run_directory(run_dir: Path) -> None:
+    """Create `run_dir` and its parents, with one line where a path on the way is not a folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as error:
+        blocking = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+        where = f"{blocking} is a file, not a folder" if blocking else error.strerror
+        raise UserError(f"{run_dir}: cannot be created ({where}); choose another --out") from error
+    except OSError as error:
+        raise UserError(f"{run_dir}: cannot be created ({error.strerror}); choose an --out you can write") from error
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Weights as safetensors: written atomically, and read without ever unpickling anything.
 
 Nothing read here is trusted: a file that is not safetensors (a pickle, say) is refused without being
-unpickled, and names, shapes and dtypes are checked against the model before use.
+unpickled; one whose tensors do not match the checksum written with them, or hold NaN or infinity, is
+refused as damaged (vaekit.runs.integrity), with which of the run's other weight files are still good; and
+names, shapes and dtypes are checked against the model before use.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from vaekit.errors import UserError
+from vaekit.runs.directory import CHECKPOINT_FILE, WEIGHTS_FILE
 from vaekit.runs.files import atomic_write_bytes
+from vaekit.runs.integrity import CHECKSUM_KEY, checksum, damage
 
 
 class HasState(Protocol):
@@ -28,8 +32,10 @@ class HasState(Protocol):
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """A safetensors file of `tensors` (copied to the CPU, contiguous) with the header `metadata`."""
-    return save_safetensors_bytes(_contiguous(tensors), metadata)
+    """A safetensors file of `tensors` (copied to the CPU, contiguous) with the header `metadata` and the
+    checksum of both."""
+    tensors, metadata = _contiguous(tensors), dict(metadata or {})
+    return save_safetensors_bytes(tensors, {**metadata, CHECKSUM_KEY: checksum(tensors, metadata)})
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -41,22 +47,61 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and header metadata of a safetensors file; anything else (a pickle, say) is refused."""
+    """Tensors and header metadata of a safetensors file, verified; anything else (a pickle, say) is refused."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: missing; the run directory is incomplete (was training interrupted before epoch 1?)")
     blob = path.read_bytes()
     try:
-        tensors = load_safetensors_bytes(blob)
-        header_size = int.from_bytes(blob[:8], "little")
-        metadata = json.loads(blob[8 : 8 + header_size]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as error:
+        tensors, metadata = _parse(blob)
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError, AttributeError) as error:
         what = "a pickle, which could run code if loaded" if _looks_pickled(blob) else str(error)
         raise UserError(
             f"{path}: not a safetensors file ({what}); vaekit loads weights only from safetensors and never "
             "unpickles, so re-create the run with `vaekit train`"
         ) from error
+    problem = damage(tensors, metadata)
+    if problem is not None:
+        raise UserError(f"{path}: damaged ({problem}); vaekit will not use it. {_what_is_left(path)}")
     return tensors, metadata
+
+
+def _parse(blob: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors = load_safetensors_bytes(blob)
+    header_size = int.from_bytes(blob[:8], "little")
+    return tensors, json.loads(blob[8 : 8 + header_size]).get("__metadata__", {}) or {}
+
+
+def _what_is_left(damaged: Path) -> str:
+    """Which of the run's other weight files is still good, and what it allows."""
+    if damaged.name == WEIGHTS_FILE:
+        state = _state_of(damaged.with_name(CHECKPOINT_FILE))
+        left = f"{CHECKPOINT_FILE} is {state}" if state else f"there is no intact {CHECKPOINT_FILE} either"
+        return f"{left}; restore {WEIGHTS_FILE} from a copy, or train the run again with --overwrite"
+    if damaged.name == CHECKPOINT_FILE:
+        state = _state_of(damaged.with_name(WEIGHTS_FILE))
+        left = (f"{WEIGHTS_FILE} is {state}, so sample, evaluate and encode still work" if state
+                else f"there is no intact {WEIGHTS_FILE} either")
+        return f"The run cannot resume from it; {left}. To train on, start the run again with --overwrite"
+    return "Write it again"
+
+
+def _state_of(path: Path) -> str | None:
+    """'intact (the best weights)', or a checkpoint's 'intact (3 epochs trained)'; None if missing or damaged."""
+    from vaekit.runs.checkpoint import trained_epochs
+
+    try:
+        tensors, metadata = _parse(path.read_bytes())
+    except (OSError, SafetensorError, ValueError, UnicodeDecodeError, OverflowError, AttributeError):
+        return None
+    if damage(tensors, metadata) is not None:
+        return None
+    if path.name == WEIGHTS_FILE:
+        return "intact (the best weights)"
+    try:
+        return f"intact ({trained_epochs(metadata, path)} epochs trained)"
+    except UserError:
+        return None
 
 
 def _looks_pickled(blob: bytes) -> bool:

@@ -5,25 +5,28 @@ The end of an epoch writes, in this order: a line of metrics.jsonl, checkpoint.s
 mends on resume: metrics beyond the checkpoint are dropped, and best weights that did not reach
 model.safetensors are still the checkpoint's own weights. Only rank 0 of a distributed run writes;
 every rank holds the same state.
+
+A write the disk refuses (full, read-only) is therefore harmless too: training stops with one line that
+names the file, says the last checkpoint is intact and how to continue from it once the disk is fixed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from vaekit.errors import UserError
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state, save_training_state
-from vaekit.runs.directory import CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
-from vaekit.runs.files import atomic_write_text, remove_stale_temporaries
+from vaekit.runs.checkpoint import load_training_state, save_training_state, trained_epochs
+from vaekit.runs.directory import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RESULTS_FILE, RUN_FILES, WEIGHTS_FILE
+from vaekit.runs.files import CannotWrite, append_durably, atomic_write_text, remove_stale_temporaries
 from vaekit.runs.weights import read_safetensors, save_weights
 from vaekit.runtime.world import World
 from vaekit.training.averaging import WeightAverage
@@ -41,18 +44,20 @@ def _nothing(name: str, progress: Progress) -> None:
     pass
 
 
+def _point(progress: Progress) -> str:
+    """Where a checkpoint stands, for a message: 'the end of epoch 3', or 'epoch 4, step 8'."""
+    if progress.step_in_epoch == 0:
+        return f"the end of epoch {progress.epoch}" if progress.epoch else "the start"
+    return f"epoch {progress.epoch + 1}, step {progress.step_in_epoch}"
+
+
 def epochs_trained(run_dir: Path) -> int | None:
     """The epochs that the run directory's checkpoint has trained (whole ones); None before its first."""
     checkpoint = Path(run_dir) / CHECKPOINT_FILE
     if not checkpoint.exists():
         return None
     _, metadata = read_safetensors(checkpoint)
-    try:
-        return int(json.loads(metadata[STATE_KEY])["state"]["progress"]["epoch"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(
-            f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit"
-        ) from error
+    return trained_epochs(metadata, checkpoint)
 
 
 class Checkpointer:
@@ -61,6 +66,22 @@ class Checkpointer:
         self.run_dir, self.world = Path(run_dir), world
         self.model, self.optimizer, self.average, self.randomness = model, optimizer, average, randomness
         self.before_write = before_write or _nothing
+        self.checkpointed: Progress | None = None  # of the checkpoint on disk, once this process wrote or read it
+
+    @contextmanager
+    def refusals_explained(self) -> Iterator[None]:
+        """A run file the disk refused, as one line that says what is safe and how to go on."""
+        try:
+            yield
+        except CannotWrite as error:
+            fixed = "once the disk has room (or the folder is writable)"
+            if self.checkpointed is not None:
+                go_on = f"its checkpoint ({_point(self.checkpointed)}) is intact: {fixed}, continue with"
+            elif (self.run_dir / CONFIG_FILE).exists():
+                go_on = f"no checkpoint was written yet: {fixed}, start it again with"
+            else:
+                raise UserError(f"{error}; nothing was trained: {fixed}, run the same command again") from error
+            raise UserError(f"{error}; {go_on} `vaekit train --resume {self.run_dir}`") from error
 
     @property
     def has_checkpoint(self) -> bool:
@@ -74,16 +95,14 @@ class Checkpointer:
         extra = {"progress": asdict(progress), **self.randomness.extra()}
         save_training_state(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer,
                             self.randomness.generators(), extra, self.average)
+        self.checkpointed = replace(progress)
 
     def record_epoch(self, record: dict[str, Any], progress: Progress, improved: bool) -> None:
         """Write an ended epoch in the safe order: its metrics line, the checkpoint that counts it, and
         then, should a kill come first, the best weights the checkpoint already holds."""
         if self.world.is_main:
             self.before_write(METRICS_FILE, progress)
-            with open(self.run_dir / METRICS_FILE, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-                os.fsync(metrics.fileno())  # on disk before the checkpoint that counts it
+            append_durably(self.run_dir / METRICS_FILE, json.dumps(record) + "\n")  # before the checkpoint counts it
         self.save(progress)
         if improved:
             self.save_best_weights(progress)
@@ -138,6 +157,7 @@ class Checkpointer:
             raise UserError(
                 f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit"
             ) from error
+        self.checkpointed = progress
         return progress
 
     def repair(self, progress: Progress) -> None:
@@ -145,7 +165,9 @@ class Checkpointer:
         if not self.world.is_main:
             return
         if progress.best_weights_in_checkpoint:
-            self.save_best_weights(progress)
+            self.save_best_weights(progress)  # mends them too, if they were damaged
+        elif (self.run_dir / WEIGHTS_FILE).exists():
+            read_safetensors(self.run_dir / WEIGHTS_FILE)  # damaged best weights: refused now, not after training
         if not progress.finished:
             (self.run_dir / RESULTS_FILE).unlink(missing_ok=True)  # they would describe an older state
         metrics = self.run_dir / METRICS_FILE
