@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.config import DEFAULT_BATCH, RunConfig, batch_size_for
+from vaekit.config import DEFAULT_BATCH, ModelConfig, RunConfig, batch_size_for
 from vaekit.data.arrays import from_array
 from vaekit.data.loading import load_data
-from vaekit.data.source import RawData, Splits, resolve_likelihood, split_source
+from vaekit.data.source import AUDIO, RawData, Splits, resolve_likelihood, split_source
 from vaekit.errors import UserError
 from vaekit.reporting.report import write_report
 from vaekit.reporting.run_pictures import write_pictures
@@ -36,6 +36,7 @@ from vaekit.training.signals import stop_on_signals
 __all__ = ["TrainedVAE", "train"]
 
 logger = logging.getLogger(__name__)
+AUDIO_CONV_CHANNELS = (16, 32, 32, 64)  # each layer halves a spectrogram: 129 x 100 -> 9 x 7 after four
 
 
 def train(
@@ -75,7 +76,7 @@ def _train(
         config = resumed_config(saved, config, out)
     config = config or RunConfig()
     splits = _splits(config, out, data, labels)
-    config = _with_batch_size(config, splits, world)
+    config = _with_network(_with_batch_size(config, splits, world), splits)
     info = _data_info(config, splits)
     if resume:
         check_same_data(saved_info, info, out)
@@ -134,6 +135,19 @@ def _with_batch_size(config: RunConfig, splits: Splits, world: World) -> RunConf
     return replace(config, train=replace(config.train, batch_size=batch_size))
 
 
+def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
+    """The config with the network it trains (ModelConfig.architecture auto resolved), which config.json records:
+    for sound a convolutional one over the spectrogram, of four layers unless --conv-channels says otherwise
+    (a spectrogram is ~130 x 100, larger than the pictures the two-layer default suits); else the MLP."""
+    model = config.model
+    if model.architecture != "auto":
+        return config
+    if splits.raw.kind != AUDIO:
+        return replace(config, model=replace(model, architecture="mlp"))
+    channels = AUDIO_CONV_CHANNELS if model.conv_channels == ModelConfig().conv_channels else model.conv_channels
+    return replace(config, model=replace(model, architecture="conv", conv_channels=channels))
+
+
 def _data_info(config: RunConfig, splits: Splits) -> DataInfo:
     """What config.json records of the data, so the run can be used without its source."""
     return DataInfo(
@@ -145,4 +159,5 @@ def _data_info(config: RunConfig, splits: Splits) -> DataInfo:
         counts={"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         columns=splits.raw.columns,
         class_names=splits.raw.class_names,
+        audio=splits.raw.audio,
     )

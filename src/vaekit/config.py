@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("per-dimension", "shared")
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("auto", "mlp", "conv")
 # gated: each hidden layer is (W x + b) * sigmoid(V x + c), the GatedDense layer of the VampPrior and
 # Exemplar VAE papers' networks (dense layers only; conv layers refuse it)
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "gated")
@@ -34,7 +34,8 @@ OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
-DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv")
+DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv", "audio")
+COMMAND_LINE = "command line"  # the origin of settings given as flags, not read from a file
 DEFAULT_BATCH = 256  # TrainConfig.batch_size when it is not given and the data holds that many
 
 
@@ -62,6 +63,8 @@ class DataConfig:
     columns: tuple[str, ...] | None = None  # the CSV columns to model; None takes every numeric one
     array_key: str = "x"  # the .npz key of the data
     label_key: str = "y"  # the .npz key of the labels, if present
+    sample_rate: int | None = None  # Hz to resample recordings to; None takes the rate most of them have
+    clip_seconds: float | None = None  # every recording cut or padded to this; None takes the longest's length
     # Image folders larger than memory decode from disk batch by batch (vaekit.data.streaming); None decides
     # by size, so small folders keep the faster in-memory path. The pixels, split and order are the same.
     stream: bool | None = None
@@ -82,6 +85,9 @@ class DataConfig:
                 f"image_size = {self.image_size} must be two positive sizes, e.g. 32x32",
             )
         _check(self.channels in (None, 1, 3), f"channels = {self.channels} must be 1 (grey) or 3 (RGB)")
+        _check(self.sample_rate is None or self.sample_rate > 0, f"sample_rate = {self.sample_rate} must be above 0 Hz")
+        _check(self.clip_seconds is None or self.clip_seconds > 0,
+               f"clip_seconds = {self.clip_seconds} must be above 0")
         _check(self.stream in (None, True, False), f"stream = {self.stream!r} must be true, false or unset (by size)")
         _check(isinstance(self.workers, int) and self.workers >= 0, f"workers = {self.workers} must be 0 or more")
 
@@ -89,7 +95,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     latent_dim: int = 20  # the reference 784-400-20 network of the paper and pytorch/examples
-    architecture: str = "mlp"  # mlp works on any data; conv needs images
+    architecture: str = "auto"  # auto: conv for sound (spectrograms), mlp for anything else; conv needs images
     hidden_sizes: tuple[int, ...] = (400,)  # one hidden layer of 400, the reference shape
     activation: str = "relu"
     conv_channels: tuple[int, ...] = (32, 64)  # each conv layer halves the image; two suit 8x8 to 64x64
@@ -229,7 +235,7 @@ class RunConfig:
         merged = self.to_dict()
         for section, values in overrides.items():
             merged[section].update({k: v for k, v in values.items() if v is not None})
-        return RunConfig.from_dict(merged, "command line")
+        return RunConfig.from_dict(merged, COMMAND_LINE)
 
 
 def _reject_unknown(raw: dict[str, Any], valid: list[str], origin: str) -> None:
@@ -249,13 +255,26 @@ def _build(cls: type, values: dict[str, Any], origin: str) -> Any:
             value = values[f.name]
             expected = _misfit(value, annotations[f.name])
             if expected:  # before the dataclass compares a string with a number, in Python's words
-                raise UserError(f"{origin}: {f.name} = {value!r} must be {expected}")
+                raise UserError(f"{origin}: {f.name} = {_shown(value)} must be {expected}")
             # TOML and JSON have lists; the configs hold tuples so that they stay hashable and frozen.
             converted[f.name] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**converted)
     except TypeError as error:
         raise UserError(f"{origin}: {error}") from error
+    except UserError as error:  # a check of __post_init__: a file's is named, a flag's names itself
+        if origin.startswith(COMMAND_LINE):
+            raise
+        raise UserError(f"{origin}: {error}") from error
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as a message shows it: its repr, cut to `limit` characters."""
+    try:
+        shown = repr(value)
+    except ValueError:  # an integer of more digits than Python prints
+        shown = "an integer of more than 4300 digits"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -278,8 +297,8 @@ def _misfit(value: Any, annotation: Any) -> str | None:
         return wanted if any(_misfit(item, items[0]) for item in value) else None
     if annotation not in TYPE_NAMES:
         return None  # a type without a check here: the dataclass's own validation decides
-    if annotation is float:
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # an integer too large for a float (beyond 1.8e308) is no number a setting takes
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
     else:
         fits = isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
     return None if fits else TYPE_NAMES[annotation]
@@ -294,4 +313,9 @@ def load_toml(path: str | Path) -> RunConfig:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid TOML ({error}); fix the file or see configs/ for examples") from error
+    except RecursionError as error:  # tomllib's parser recurses into each nested array or table
+        raise UserError(f"{path}: not valid TOML (arrays or tables nested too deeply); fix the file") from error
+    except ValueError as error:  # chiefly an integer of more digits than Python converts
+        reason = f"a number of more than {sys.get_int_max_str_digits()} digits" if "digits" in str(error) else error
+        raise UserError(f"{path}: not valid TOML ({reason}); fix the file or see configs/ for examples") from error
     return RunConfig.from_dict(raw, str(path))

@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from vaekit.config import RunConfig, TrainConfig
 from vaekit.data.digits import read_digits
 from vaekit.errors import UserError
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state
-from vaekit.runs.directory import build_model, read_config
+from vaekit.runs.checkpoint import load_training_state
+from vaekit.runs.directory import STATE_KEY, build_model, read_config
 from vaekit.runs.resume import resumed_config
 from vaekit.runs.weights import load_weights
 from vaekit.training.progress import Progress

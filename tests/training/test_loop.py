@@ -22,8 +22,8 @@ from vaekit.api import train
 from vaekit.data import load_data
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
-from vaekit.runs.checkpoint import STATE_KEY, load_training_state
-from vaekit.runs.directory import build_model, read_config
+from vaekit.runs.checkpoint import load_training_state
+from vaekit.runs.directory import STATE_KEY, build_model, read_config
 from vaekit.runs.weights import read_safetensors
 from vaekit.runtime.world import World
 from vaekit.training.console import ConsoleReporter, Reporter

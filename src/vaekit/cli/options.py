@@ -157,9 +157,10 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
     source = "digits" if new_run else "the run's own data"
     parser.add_argument(
         "--data", required=required, metavar="SOURCE",
-        help=f"digits | fashion-mnist | mnist | PATH (image folder, .npy, .npz, .csv or IDX folder) (default {source})",
+        help=f"digits | fashion-mnist | mnist | PATH (image or audio folder, .npy, .npz, .csv, IDX folder, "
+             f"a recording) (default {source})",
     )
-    parser.add_argument("--data-format", choices=["auto", "digits", "idx", "images", "npy", "npz", "csv"],
+    parser.add_argument("--data-format", choices=["auto", "digits", "idx", "images", "npy", "npz", "csv", "audio"],
                         help="force the reader instead of guessing from the path (default auto: guess)")
     parser.add_argument("--data-dir", help=f"folder of the IDX files for fashion-mnist/mnist "
                                            f"(default {run}/usr/share/datasets/NAME)")
@@ -167,6 +168,10 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
                         help=f"resize images of a folder (default {run}as stored)")
     parser.add_argument("--channels", type=int, choices=[1, 3],
                         help=f"force grey (1) or RGB (3) images (default {run}as the images are)")
+    parser.add_argument("--sample-rate", type=int, metavar="HZ",
+                        help=f"resample recordings to this rate (default {run}the rate most of them have)")
+    parser.add_argument("--clip-seconds", type=float, metavar="S",
+                        help=f"cut or pad every recording to this length (default {run}the longest one's)")
     parser.add_argument("--label-column", help=f"the CSV column holding labels, not data (default {run}none)")
     parser.add_argument("--columns", type=parse_names, metavar="A,B,...",
                         help=f"the CSV columns to model (default {run}every numeric one)")
@@ -177,7 +182,7 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
 DATA_FLAG_FIELDS = {
     "data": "source", "data_format": "data_format", "data_dir": "data_dir", "image_size": "image_size",
     "channels": "channels", "label_column": "label_column", "columns": "columns",
-    "array_key": "array_key", "label_key": "label_key",
+    "array_key": "array_key", "label_key": "label_key", "sample_rate": "sample_rate", "clip_seconds": "clip_seconds",
 }
 
 

@@ -54,7 +54,8 @@ reconstructions.png and loss.png. Figures are nats per example; -ELBO is the los
 # flag -> (config section, field, argparse keywords). Flags override the --config file.
 SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--latent-dim": ("model", "latent_dim", {"type": int, "help": "size D of the latent code (default 20)"}),
-    "--architecture": ("model", "architecture", {"choices": ARCHITECTURES, "help": "mlp (default) or conv (images)"}),
+    "--architecture": ("model", "architecture", {"choices": ARCHITECTURES,
+                      "help": "auto (default: conv for sound, mlp for anything else), mlp, or conv (images, sound)"}),
     "--hidden-sizes": ("model", "hidden_sizes", {"type": parse_int_list, "metavar": "N,N",
                                                  "help": "hidden layer widths, e.g. 300,300 (default 400)"}),
     "--activation": ("model", "activation", {

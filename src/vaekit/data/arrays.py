@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import zipfile
 from pathlib import Path
 from typing import IO
@@ -16,6 +17,7 @@ from typing import IO
 import numpy as np
 
 from vaekit.config import DataConfig
+from vaekit.data.idx import MAX_DEFLATE_RATIO
 from vaekit.data.source import ARRAY, IMAGE, RawData
 from vaekit.errors import UserError
 
@@ -26,21 +28,29 @@ UNREADABLE = Exception
 NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
 DEFAULT_ARRAY_KEY = "x"  # DataConfig's defaults; an explicit other key that is missing is an error
 DEFAULT_LABEL_KEY = "y"
+# How many times its compressed size a member's data can be: stored (numpy.savez) is its own size, deflate
+# (numpy.savez_compressed) at most 1032 times; other methods have no useful bound, so their data is read
+# without trusting the size the archive claims.
+EXPANSION = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: MAX_DEFLATE_RATIO}
+READ_CHUNK = 1 << 20
+MAX_HEADER_BYTES = 10_000  # NumPy's own limit (max_header_size) on the .npy headers it parses
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())  # the CLI prints one line; parser messages may hold newlines
 
 
-def _check_header(handle: IO[bytes], available: int, where: str) -> None:
-    """Read a .npy header and refuse object arrays or a data size that the bytes on disk cannot hold."""
+def _check_header(handle: IO[bytes], available: int, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read a .npy header and refuse object arrays or a data size that the bytes on disk cannot hold;
+    returns the header's shape, Fortran order and dtype."""
     try:
         version = np.lib.format.read_magic(handle)
         if version not in NPY_VERSIONS:
             raise ValueError(f"unknown .npy format version {version}")
+        _check_header_length(handle, version, available)
         # Version 3 differs from 2 only in allowing UTF-8 field names, which the 2.0 reader parses too.
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(handle)
+        shape, fortran_order, dtype = read_header(handle)
     except UNREADABLE as error:
         raise UserError(f"{where}: not a valid .npy array ({_one_line(error)}); save it with numpy.save") from error
     if dtype.hasobject:
@@ -51,16 +61,52 @@ def _check_header(handle: IO[bytes], available: int, where: str) -> None:
             f"{where}: its header promises {needed} bytes for shape {shape} but {available - handle.tell()} "
             "follow; the file is truncated or corrupt, save it again"
         )
+    return shape, fortran_order, dtype
 
 
-def _load_npy(handle: IO[bytes], available: int, where: str) -> np.ndarray:
+def _check_header_length(handle: IO[bytes], version: tuple[int, int], available: int) -> None:
+    """Refuse a header longer than NumPy parses or than the file holds, before NumPy reads it: a file reads
+    its claimed length into a buffer of that size first, and a version-2 length field holds up to 4 GB."""
     start = handle.tell()
-    _check_header(handle, available, where)
+    field = "<H" if version == (1, 0) else "<I"
+    raw = handle.read(struct.calcsize(field))
+    if len(raw) < struct.calcsize(field):
+        raise ValueError("the header's length is cut off")
+    (length,) = struct.unpack(field, raw)
+    if length > MAX_HEADER_BYTES:
+        raise ValueError(f"its header claims {length} bytes, more than NumPy's {MAX_HEADER_BYTES}")
+    if length > available - handle.tell():
+        raise ValueError(f"its header claims {length} bytes, more than the file holds")
     handle.seek(start)
+
+
+def _load_npy(handle: IO[bytes], available: int, where: str, size_known: bool = True) -> np.ndarray:
+    """The array of a .npy file or archive member of `available` bytes. `size_known`: `available` is a
+    bound the data cannot exceed (a file's size, or an archive member's that its compressed size bounds), so
+    the array may be allocated before it is read, as NumPy does; otherwise it grows with the bytes read."""
+    start = handle.tell()
     try:
+        shape, fortran_order, dtype = _check_header(handle, available, where)
+        if not size_known:
+            return _read_growing(handle, shape, fortran_order, dtype)
+        handle.seek(start)
         return np.lib.format.read_array(handle, allow_pickle=False)
+    except UserError:
+        raise
     except UNREADABLE as error:
         raise UserError(f"{where}: cannot be read ({_one_line(error)}); the file is truncated or corrupt") from error
+
+
+def _read_growing(handle: IO[bytes], shape: tuple[int, ...], fortran_order: bool, dtype: np.dtype) -> np.ndarray:
+    """The data after a .npy header, read a chunk at a time into a buffer that grows with what arrives, so a
+    member claiming terabytes costs only the bytes it holds."""
+    needed = math.prod(shape) * dtype.itemsize
+    data = bytearray()
+    while len(data) < needed and (chunk := handle.read(min(READ_CHUNK, needed - len(data)))):
+        data += chunk
+    if len(data) < needed:
+        raise ValueError(f"the data ends after {len(data)} of {needed} bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
 def _images_or_values(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
@@ -145,11 +191,21 @@ def _open(path: Path) -> IO[bytes]:
         raise UserError(f"{path}: cannot be opened ({error.strerror}); check the path and its permissions") from error
 
 
-def _member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+def _member(archive: zipfile.ZipFile, key: str, path: Path, archive_size: int) -> np.ndarray:
+    """One member's array. The zip headers' sizes are claims: a member may not claim more than its compressed
+    bytes can expand to (nothing for numpy.savez's stored members, 1032 times for savez_compressed's deflated
+    ones), nor more compressed bytes than the archive holds, before anything is allocated for it."""
     info = archive.getinfo(f"{key}.npy")
+    where = f"{path}[{key!r}]"
+    expansion = EXPANSION.get(info.compress_type)
+    if info.compress_size > archive_size or (expansion is not None and info.file_size > expansion * info.compress_size):
+        raise UserError(
+            f"{where}: the archive claims {info.file_size} bytes from {info.compress_size} compressed in a file of "
+            f"{archive_size} bytes, which cannot hold them; the archive is corrupt, save it again"
+        )
     try:
         with archive.open(info) as handle:
-            return _load_npy(handle, info.file_size, f"{path}[{key!r}]")
+            return _load_npy(handle, info.file_size, where, size_known=expansion is not None)
     except UserError:
         raise
     except UNREADABLE as error:
@@ -179,13 +235,14 @@ def read_npz(config: DataConfig) -> RawData:
     with archive:
         keys = [name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
         data_key = _data_key(keys, config, path)
-        x = _member(archive, data_key, path)
+        size = path.stat().st_size
+        x = _member(archive, data_key, path, size)
         has_labels = config.label_key in keys and config.label_key != data_key
         if config.label_key != DEFAULT_LABEL_KEY and not has_labels:
             raise UserError(
                 f"{path}: holds no labels {config.label_key!r} (it holds {', '.join(keys)}); fix --label-key"
             )
-        y = _member(archive, config.label_key, path) if has_labels else None
+        y = _member(archive, config.label_key, path, size) if has_labels else None
     where = f"{path}[{data_key!r}]"
     _check_examples(x, where)
     stored, kind = _images_or_values(x, where)

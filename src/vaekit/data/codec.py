@@ -89,12 +89,31 @@ class StandardizeCodec:
         return {"type": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
-def codec_from_dict(raw: dict[str, Any]) -> Codec:
-    kind = raw["type"]
+def codec_from_dict(raw: dict[str, Any], event_shape: tuple[int, ...] | None = None) -> Codec:
+    """The codec that `to_dict` wrote. Anything else (a damaged config.json) is a ValueError saying what is
+    wrong: no or an unknown type, or a standardization whose mean and std are not finite numbers of
+    `event_shape` (when given), std above 0."""
+    kind = raw.get("type") if isinstance(raw, dict) else None
     if kind == "pixels":
         return PixelCodec()
     if kind == "identity":
         return IdentityCodec()
     if kind == "standardize":
-        return StandardizeCodec(np.asarray(raw["mean"], np.float32), np.asarray(raw["std"], np.float32))
-    raise ValueError(f"unknown codec type {kind!r}")
+        mean, std = (_values(raw, key, event_shape) for key in ("mean", "std"))
+        if not (std > 0).all():
+            raise ValueError("the codec's std holds values of 0 or below")
+        return StandardizeCodec(mean, std)
+    raise ValueError(f"unknown codec type {kind!r}" if isinstance(kind, str) else "the codec has no type")
+
+
+def _values(raw: dict[str, Any], key: str, event_shape: tuple[int, ...] | None) -> np.ndarray:
+    try:
+        with np.errstate(over="ignore"):
+            values = np.asarray(raw[key], np.float32)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"the codec's {key} is missing or not numbers") from error
+    if event_shape is not None and values.shape != tuple(event_shape):
+        raise ValueError(f"the codec's {key} is {values.shape}, not the data's shape {tuple(event_shape)}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"the codec's {key} holds NaN or infinite values")
+    return values

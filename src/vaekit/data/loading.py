@@ -10,9 +10,10 @@ from pathlib import Path
 
 from vaekit.config import DataConfig
 from vaekit.data.arrays import read_npy, read_npz
+from vaekit.data.audio import is_audio, read_audio
 from vaekit.data.digits import read_digits
 from vaekit.data.idx import FASHION_MNIST_DIR, MNIST_DIR, read_idx_dir
-from vaekit.data.images import read_image_folder
+from vaekit.data.images import read_image_folder, visible_files
 from vaekit.data.source import RawData, Splits, split_source
 from vaekit.data.streaming import read_streamed_folder, too_large_for_memory
 from vaekit.data.tables import read_table
@@ -36,6 +37,7 @@ READERS: dict[str, Callable[[DataConfig], RawData]] = {
     "npy": read_npy,
     "npz": read_npz,
     "csv": read_table,
+    "audio": read_audio,
 }
 
 
@@ -54,14 +56,16 @@ def detect_format(config: DataConfig) -> str:
     if path.is_dir():
         if any(path.glob("*-idx3-ubyte*")):
             return "idx"
-        return "images"
+        return "audio" if any(is_audio(file) for file in visible_files(path)) else "images"
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     by_suffix = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".csv.gz": "csv"}
     if suffix in by_suffix:
         return by_suffix[suffix]
+    if is_audio(path):
+        return "audio"
     raise UserError(
         f"{path}: cannot tell what kind of data this is from its name; "
-        "pass --data-format with one of images, npy, npz, csv, idx"
+        "pass --data-format with one of images, npy, npz, csv, idx, audio"
     )
 
 

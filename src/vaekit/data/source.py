@@ -10,14 +10,15 @@ from vaekit.config import DataConfig
 from vaekit.data.codec import Codec, IdentityCodec, PixelCodec, StandardizeCodec
 from vaekit.errors import UserError
 
-IMAGE, TABLE, ARRAY = "image", "table", "array"
+IMAGE, TABLE, ARRAY, AUDIO = "image", "table", "array", "audio"
 
 
 @dataclass
 class RawData:
     """A source as read from disk, before splitting.
 
-    `x` is (N, C, H, W) uint8 for images, (N, columns) float32 for tables, (N, ...) for arrays.
+    `x` is (N, C, H, W) uint8 for images, (N, columns) float32 for tables, (N, ...) for arrays, and
+    (N, 1, bins, frames) float32 log-magnitude spectrograms for audio.
     """
 
     x: np.ndarray
@@ -29,6 +30,8 @@ class RawData:
     columns: tuple[str, ...] | None = None  # table column names, in order
     class_names: tuple[str, ...] | None = None  # label index -> name
     names: tuple[str, ...] | None = None  # an image folder's files, relative to it, in the order of `x`
+    audio: dict[str, int] | None = None  # the clips' rate, length and STFT (vaekit.data.spectrogram.AudioFormat)
+    lengths: np.ndarray | None = None  # (N,) samples of each clip before it was padded
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import warnings
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -123,14 +124,17 @@ class ImageFiles:
 def _header(path: Path, config: DataConfig) -> tuple[tuple[int, int], bool]:
     """(H, W) and whether the image is grey, as the in-memory reader would decode it, from its header."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            # A PNG's EXIF may follow its pixels, and getexif() would decode them to find it: read it
-            # only where the header has it. A rotation missed here stops the run at that file, by name.
-            has_exif = image.format != "PNG" or "exif" in image.info
-            if has_exif and image.getexif().get(ExifTags.Base.Orientation) in ROTATING_ORIENTATIONS:
-                width, height = height, width
-            grey = image.mode in GREY_MODES
+        # Pillow warns about odd metadata (and large images) on stderr; decode_image hides the same warnings.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                # A PNG's EXIF may follow its pixels, and getexif() would decode them to find it: read it
+                # only where the header has it. A rotation missed here stops the run at that file, by name.
+                has_exif = image.format != "PNG" or "exif" in image.info
+                if has_exif and image.getexif().get(ExifTags.Base.Orientation) in ROTATING_ORIENTATIONS:
+                    width, height = height, width
+                grey = image.mode in GREY_MODES
     except DECODE_ERRORS:
         pixels = decode_image(path, config.channels, config.image_size)  # raises the reader's own message
         (height, width), grey = pixels.shape[:2], pixels.ndim == 2

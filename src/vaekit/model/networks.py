@@ -148,5 +148,6 @@ NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 
 
 def build_networks(config: ModelConfig, event_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    encoder_cls, decoder_cls = NETWORKS[config.architecture]
+    """The networks of `config.architecture`; auto, not yet resolved for the data (vaekit.api does), is the MLP."""
+    encoder_cls, decoder_cls = NETWORKS["mlp" if config.architecture == "auto" else config.architecture]
     return encoder_cls(event_shape, config), decoder_cls(event_shape, config)

@@ -1,7 +1,8 @@
 """Write generated or reconstructed examples in the source's own form: PNG, .npy or CSV.
 
 Images go to a PNG grid (`out.png`) or to one PNG per example (`out/`, a folder name without a
-suffix); tables to CSV with their own column names; anything to `.npy`. Every file is written
+suffix); sound to one WAV per example (`out/`) or a PNG grid of spectrograms; tables to CSV with their own
+column names; anything to `.npy`. Every file is written
 to a temporary sibling and renamed, so an interrupted write never leaves half a file behind.
 """
 
@@ -19,21 +20,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaekit.data.source import ARRAY, IMAGE
+from vaekit.data.source import ARRAY, AUDIO, IMAGE
 from vaekit.errors import UserError
 from vaekit.reporting.pictures import check_grid, image_grid, png_bytes, save_figure, save_reconstruction_grid
+from vaekit.reporting.sounds import spectrogram_pixels, write_wav_folder
 from vaekit.runs.directory import DataInfo
 from vaekit.runs.files import atomic_write_bytes, atomic_write_text, default_mode
 
-FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files
-NUMBERED_PNG = re.compile(r"\d+\.png")  # the names _write_png_folder gives
+FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files (of WAV files for sound)
+NUMBERED_PNG = re.compile(r"\d+\.(png|wav)")  # the names _write_png_folder and write_wav_folder give
 HISTOGRAM_COLUMNS = 16  # more panels than this are unreadable in one picture
 HISTOGRAM_BINS = 30
 
 
 def drawable(data: DataInfo) -> bool:
     """Whether examples can be drawn: image sources, or arrays of pictures (C, H, W) / (H, W) in [0, 1]."""
-    if data.kind == IMAGE:
+    if data.kind in (IMAGE, AUDIO):  # sound as its spectrograms
         return True
     shape = data.event_shape
     picture_like = len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))
@@ -41,7 +43,10 @@ def drawable(data: DataInfo) -> bool:
 
 
 def as_pixels(examples: np.ndarray, data: DataInfo) -> np.ndarray:
-    """(N, C, H, W) uint8 for PNG: image data as it is, values in [0, 1] scaled to 0..255."""
+    """(N, C, H, W) uint8 for PNG: image data as it is, values in [0, 1] scaled to 0..255, spectrograms
+    with low frequencies at the bottom."""
+    if data.kind == AUDIO:
+        return spectrogram_pixels(examples)
     if examples.dtype != np.uint8:
         examples = np.rint(np.clip(examples, 0.0, 1.0) * 255).astype(np.uint8)
     return examples[:, None] if len(data.event_shape) == 2 else examples
@@ -120,6 +125,10 @@ def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per
     if suffix == ".png":
         check_grid(path, len(examples), *as_pixels(examples[:1], data).shape[2:], columns_per_row)
         atomic_write_bytes(path, png_bytes(image_grid(as_pixels(examples, data), columns_per_row)))
+    elif suffix == "" and data.kind == AUDIO:
+        if path.exists():
+            _check_replaceable(path)
+        write_wav_folder(path, examples, data)
     elif suffix == "":
         _write_png_folder(path, as_pixels(examples, data))
     elif suffix == ".npy":

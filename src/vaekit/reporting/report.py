@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from vaekit.config import RunConfig
-from vaekit.data.source import TABLE
+from vaekit.data.source import AUDIO, TABLE
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
 from vaekit.reporting import latent_pictures as latent
 from vaekit.reporting.outputs import as_pixels, drawable, save_column_histograms
 from vaekit.reporting.pictures import image_grid, png_bytes
 from vaekit.reporting.report_page import Section, figure, page, table
+from vaekit.reporting.sounds import audio_players
 from vaekit.runs.directory import REPORT_FILE, read_evaluations, weights_digest
 from vaekit.runs.files import atomic_write_text
 from vaekit.runs.trained import TrainedVAE
@@ -40,6 +41,7 @@ TRAVERSED_DIMENSIONS, TRAVERSAL_STEPS, TRAVERSAL_SPAN = 12, 11, 3.0  # more rows
 MANIFOLD_GRID = 15
 TABLE_SAMPLES = 1000  # rows drawn for the histograms: smooth enough to compare with the data
 CURVES = 4  # examples drawn as lines for flat arrays
+CLIPS = 4  # samples and reconstructions of sound played inline
 
 
 @dataclass
@@ -215,6 +217,8 @@ def _samples(material: _Material) -> Section:
     if drawable(run.data):
         means, draws = run.sample(SAMPLES, seed=seed), run.sample(SAMPLES, seed=seed, stochastic=True)
         body = (figure(_grid(means, run), f"{SAMPLES} decoded means E[x|z] for z ~ p(z) = N(0, I).", "samples")
+                + (audio_players(means[:CLIPS], run.data, f"The first {CLIPS} of them as sound (Griffin-Lim).")
+                   if run.data.kind == AUDIO else "")
                 + figure(_grid(draws, run), "Draws x ~ p(x|z) for the same z: what the model itself generates "
                          f"({'binary pixels' if run.data.likelihood == 'bernoulli' else 'with pixel noise'}).",
                          "stochastic samples"))
@@ -274,6 +278,10 @@ def _reconstructions(material: _Material) -> Section:
                                    "test inputs and their reconstructions E[x|z = μ(x)]")
         body = figure(png, "Test inputs, each row followed by its reconstruction: the decoded posterior mean "
                       "E[x|z = μ(x)].", "reconstructions")
+        if run.data.kind == AUDIO:
+            body += audio_players(inputs[:CLIPS], run.data, f"{CLIPS} test inputs, as their spectrograms sound "
+                                  "(Griffin-Lim, so phase is re-estimated), ...")
+            body += audio_players(outputs.reshape(inputs.shape)[:CLIPS], run.data, "... and their reconstructions.")
         return Section("reconstructions", "Reconstructions", body)
     outputs = run.reconstruct(x)
     errors = outputs.astype(np.float64) - x

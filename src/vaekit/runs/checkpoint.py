@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vaekit.errors import UserError
+from vaekit.runs.directory import STATE_KEY
 from vaekit.runs.files import atomic_write_bytes
 from vaekit.runs.weights import HasState, check_and_load, read_safetensors, safetensors_bytes
 
@@ -17,7 +18,6 @@ MODEL_PREFIX = "model."
 AVERAGE_PREFIX = "average."
 OPTIMIZER_PREFIX = "optimizer."
 GENERATOR_PREFIX = "generator."
-STATE_KEY = "vaekit_state"  # JSON of everything that is not a tensor, in the safetensors header
 
 
 class Optimizer(Protocol):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"  # the best weights by validation ELBO
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the latest full training state, for --resume
+STATE_KEY = "vaekit_state"  # in the checkpoint's safetensors header: JSON of all of its state that is not a tensor
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 EVALUATION_FILE = "evaluation.json"  # `vaekit evaluate`'s figures, keyed by data, split and K
@@ -50,6 +51,7 @@ class DataInfo:
     counts: dict[str, int]  # examples per split
     columns: tuple[str, ...] | None = None
     class_names: tuple[str, ...] | None = None
+    audio: dict[str, int] | None = None  # sound: rate, clip length and STFT (vaekit.data.spectrogram.AudioFormat)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataInfo:

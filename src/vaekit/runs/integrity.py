@@ -14,7 +14,12 @@ import hashlib
 
 import torch
 
+from vaekit.runs.directory import STATE_KEY
+
 CHECKSUM_KEY = "vaekit_sha256"  # in the safetensors header's metadata
+# What a file of an older vaekit, without a checksum, holds in its metadata: a checkpoint's state. Anything
+# else beside no checksum is damage.
+WRITTEN_BEFORE_CHECKSUMS = (STATE_KEY,)
 
 
 def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -35,6 +40,9 @@ def damage(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str | 
     stored = metadata.get(CHECKSUM_KEY)
     if stored is not None and stored != checksum(tensors, metadata):
         return "its contents do not match the checksum written with them: the file changed after vaekit wrote it"
+    unknown = sorted(set(metadata) - set(WRITTEN_BEFORE_CHECKSUMS))
+    if stored is None and unknown:  # e.g. the checksum's own name damaged, which nothing else would catch
+        return f"its header holds no checksum but an entry vaekit never wrote, {unknown[0]!r}"
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return f"{name} holds NaN or infinite values"

@@ -118,7 +118,8 @@ class TrainedVAE:
 
     def _read_like_run(self, data_config: DataConfig, given: dict[str, Any]) -> DataConfig:
         """Read a new source as the run's data was read, unless the caller said otherwise: a CSV by the
-        run's column names (so their order cannot mislead the model), an image folder in its channels."""
+        run's column names (so their order cannot mislead the model), an image folder in its channels,
+        recordings at its rate and clip length."""
         data_format = detect_format(data_config)
         if data_format == "csv" and self.data.kind == TABLE and "columns" not in given:
             like_run = settings_like_run(
@@ -129,6 +130,9 @@ class TrainedVAE:
             return replace(data_config, **like_run)
         if data_format == "images" and self.data.kind == IMAGE and "channels" not in given:
             return replace(data_config, channels=self.data.event_shape[0])
+        if data_format == "audio" and self.data.audio is not None:  # the run's rate and clip length, so its STFT
+            rate, samples = self.data.audio["sample_rate"], self.data.audio["samples"]
+            return replace(data_config, sample_rate=rate, clip_seconds=samples / rate)
         return data_config
 
     @torch.no_grad()
