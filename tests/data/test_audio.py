@@ -96,6 +96,10 @@ def test_a_sound_run_trains_a_conv_net_and_writes_wavs_pictures_and_players(tone
     assert cli("reconstruct", tone_run, "--data", tones, "--out", tmp_path / "all.png").code == 0
     assert cli("encode", tone_run, "--data", tones / "high" / "03.wav", "--out", tmp_path / "codes.npz").code == 0
     assert np.load(tmp_path / "codes.npz")["loc"].shape == (1, 2)
+    assert cli("interpolate", tone_run, "--data", tones, "--pairs", "2", "--steps", "3", "--out",
+               tmp_path / "path").code == 0
+    assert len(list((tmp_path / "path").glob("*.wav"))) == 6  # pair by pair, step by step
+    assert cli("interpolate", tone_run, "--data", tones, "--out", tmp_path / "path.png").code == 0
     evaluated = cli("evaluate", tone_run, "--importance-samples", "10")
     assert evaluated.code == 0 and "nats" in evaluated.out
     report = (tone_run / "report.html").read_text()

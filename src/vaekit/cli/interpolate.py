@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--path", choices=["linear", "slerp"], default="linear",
                         help="straight or spherical (default linear)")
     add_seed_flag(parser, "the random pairs")
-    add_out_flag(parser, "output file: .png, or .csv for tables and arrays")
+    add_out_flag(parser, "output file: .png, or .csv for tables and arrays, or a folder of WAV files for sound")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -70,16 +70,18 @@ def _pairs(args: argparse.Namespace, count: int) -> list[tuple[int, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import numpy as np
 
     from vaekit.reporting.latent_pictures import interpolation_png, latent_csv
-    from vaekit.reporting.outputs import drawable
+    from vaekit.reporting.outputs import drawable, write_examples
     from vaekit.runs.files import atomic_write_bytes, atomic_write_text
     from vaekit.runs.trained import TrainedVAE
 
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
-    kind = picture_or_table(args.out, len(trained.data.event_shape) == 1, True)
+    kind = picture_or_table(args.out, len(trained.data.event_shape) == 1, True, trained.data.audio is not None)
     settings = data_overrides(args)
     x, _ = trained.load_inputs(settings.pop("source", None), args.split, **settings)
     pairs = _pairs(args, len(x))
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         keys = {"pair": np.repeat(np.arange(len(pairs)), args.steps)[:, None],
                 "t": np.tile(np.linspace(0, 1, args.steps), len(pairs))[:, None]}
         atomic_write_text(args.out, latent_csv(paths, trained.data, keys))
+    elif kind == "wav":  # sound: pair by pair, step by step, 00000.wav = the first pair's first step
+        write_examples(Path(args.out), paths.reshape(-1, *trained.data.event_shape), trained.data)
     else:
         labels = [f"{i} → {j}" for i, j in pairs]
         if not drawable(trained.data):

@@ -6,6 +6,7 @@ import argparse
 import difflib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from vaekit.config import DEVICES
@@ -222,14 +223,17 @@ def add_run_flags(parser: argparse.ArgumentParser, writes: bool = True) -> None:
         add_overwrite_flag(parser)
 
 
-def picture_or_table(path: str, flat: bool, pictures: bool) -> str:
-    """The output kind --out names: "png", or "csv" for flat (table or array) data; one line otherwise."""
+def picture_or_table(path: str, flat: bool, pictures: bool, sound: bool = False) -> str:
+    """The output kind --out names: "png", "csv" for flat (table or array) data, or "wav" (a folder of WAV files,
+    named without a suffix) for sound; one line otherwise."""
     from vaekit.errors import UserError
 
-    suffix = path.lower().rsplit(".", 1)[-1] if "." in path else ""
+    suffix = path.lower().rsplit(".", 1)[-1] if "." in Path(path).name else ""
     if suffix == "png" and pictures:
         return "png"
     if suffix == "csv" and flat:
         return "csv"
-    kinds = ".png" + (" or .csv" if flat else "")
+    if suffix == "" and sound:
+        return "wav"
+    kinds = ".png" + (" or .csv" if flat else "") + (" or a folder (of WAV files)" if sound else "")
     raise UserError(f"--out {path}: this command writes {kinds} for this run; name --out like out{kinds.split()[0]}")
