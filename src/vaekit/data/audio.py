@@ -10,6 +10,7 @@ before padding is kept, so outputs can be trimmed back to it.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from vaekit.errors import UserError
 logger = logging.getLogger(__name__)
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga"})
 LARGEST_CLIP_BYTES = 256 * 2**20  # a clip a VAE models is seconds long; a file this large is a recording to cut
+DECODE_BLOCK_BYTES = 4 << 20  # float32 samples decoded per read
 LONGEST_DEFAULT_SECONDS = 30.0  # a default clip length beyond this is a mistake to point out, not to train on
 
 
@@ -50,8 +52,10 @@ def audio_files(source: Path) -> list[Path]:
     return clips
 
 
-def decode_clip(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
-    """One file as a mono float32 waveform in [-1, 1], resampled to `sample_rate` (None keeps its own)."""
+def decode_clip(path: Path, sample_rate: int | None, longest_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """One file as a mono float32 waveform in [-1, 1], resampled to `sample_rate` (None keeps its own). Given
+    `longest_seconds`, no more than a second beyond it is decoded: a clip is cut to its length anyway, and
+    silence compresses so well (FLAC's ~20,000 times) that a file of kilobytes can decode to gigabytes."""
     import soundfile
     import soxr
 
@@ -62,7 +66,7 @@ def decode_clip(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
         raise UserError(f"{path}: is {size / 2**30:.1f} GB, a recording rather than a clip; cut it into clips of a "
                         "few seconds first (e.g. `sox in.wav clip.wav trim 0 2 : newfile : restart`)")
     try:
-        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        wave, rate = _read_frames(path, longest_seconds)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
         reason = " ".join(str(error).replace(str(path), "").split())
         raise UserError(f"{path}: cannot be decoded as audio ({reason}); the file is truncated or not a "
@@ -73,6 +77,23 @@ def decode_clip(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
     if sample_rate is not None and sample_rate != rate:
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
     return mono, rate
+
+
+def _read_frames(path: Path, longest_seconds: float | None) -> tuple[np.ndarray, int]:
+    """The file's frames, (frames, channels) float32 (up to a second beyond `longest_seconds`), and its rate,
+    read a block at a time: the frame count in a header is a claim (a damaged FLAC's can promise gigabytes,
+    which soundfile.read would allocate at once); the frames that arrive are not."""
+    import soundfile
+
+    with soundfile.SoundFile(path) as file:
+        frames_per_block = max(1, DECODE_BLOCK_BYTES // (4 * file.channels))
+        wanted = math.inf if longest_seconds is None else math.ceil((longest_seconds + 1) * file.samplerate)
+        blocks, frames = [], 0
+        while frames < wanted and len(block := file.read(frames_per_block, dtype="float32", always_2d=True)):
+            blocks.append(block)
+            frames += len(block)
+        empty = np.zeros((0, file.channels), np.float32)
+        return (np.concatenate(blocks) if blocks else empty), file.samplerate
 
 
 def common_rate(files: list[Path]) -> int:
@@ -94,7 +115,7 @@ def read_audio(config: DataConfig) -> RawData:
     source = Path(config.source)
     files = audio_files(source)
     rate = config.sample_rate or common_rate(files)
-    waves = [decode_clip(path, rate)[0] for path in files]
+    waves = [decode_clip(path, rate, config.clip_seconds or LONGEST_DEFAULT_SECONDS)[0] for path in files]
     lengths = np.array([len(wave) for wave in waves])
     samples = clip_samples(config, rate, lengths, files)
     audio = AudioFormat.for_clips(rate, samples)
@@ -111,7 +132,7 @@ def read_audio(config: DataConfig) -> RawData:
     folder = source if source.is_dir() else source.parent
     labels, class_names = folder_labels(folder, files) if source.is_dir() else (None, None)
     return RawData(
-        x=audio.spectrograms(clips), y=labels, kind=AUDIO, description=f"audio {source}", class_names=class_names,
+        x=audio.spectrograms(clips), y=labels, kind=AUDIO, description=f"recordings {source}", class_names=class_names,
         names=relative_names(folder, files), audio=audio.to_dict(), lengths=np.minimum(lengths, samples),
     )
 
@@ -123,6 +144,6 @@ def clip_samples(config: DataConfig, rate: int, lengths: np.ndarray, files: list
     longest = int(lengths.max())
     if longest > LONGEST_DEFAULT_SECONDS * rate:
         path = files[int(lengths.argmax())]
-        raise UserError(f"{path}: is {longest / rate:.0f} s long, and every clip would be padded to it; pass "
-                        "--clip-seconds to cut the clips to one length (e.g. --clip-seconds 2)")
+        raise UserError(f"{path}: is over {LONGEST_DEFAULT_SECONDS:.0f} s long, and every clip would be padded to "
+                        "its length; pass --clip-seconds to cut the clips to one length (e.g. --clip-seconds 2)")
     return longest
