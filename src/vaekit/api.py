@@ -77,6 +77,8 @@ def _train(
     config = config or RunConfig()
     splits = _splits(config, out, data, labels)
     config = _with_network(_with_batch_size(config, splits, world), splits)
+    if config.model.conditional:
+        _check_conditional(splits, world)
     info = _data_info(config, splits)
     if resume:
         check_same_data(saved_info, info, out)
@@ -148,6 +150,31 @@ def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
     return replace(config, model=replace(model, architecture="conv", conv_channels=channels))
 
 
+def _check_conditional(splits: Splits, world: World) -> None:
+    """A conditional VAE needs labels of two classes or more, in memory, in one process (for now)."""
+    where = splits.raw.description
+    if splits.train.y is None:
+        raise UserError(f"{where}: --conditional needs labels, and this data has none; give an image folder class "
+                        "sub-folders, a table a --label-column, an .npz a y array")
+    classes = np.unique(np.asarray(splits.train.y))
+    if len(classes) < 2:
+        only = splits.raw.class_names[classes[0]] if splits.raw.class_names else classes[0]
+        raise UserError(f"{where}: every training example has the label {only}; --conditional needs two classes "
+                        "or more")
+    if not isinstance(splits.train.x, np.ndarray):
+        raise UserError(f"{where}: --conditional reads the data into memory and cannot stream; pass --no-stream")
+    if world.size > 1:
+        raise UserError("--conditional trains in one process for now; launch it without torchrun")
+
+
+def _class_names(config: RunConfig, splits: Splits) -> tuple[str, ...] | None:
+    """The source's class names; for a conditional run of labels without names (an .npz's y), "0", "1", ..."""
+    if splits.raw.class_names is not None or not config.model.conditional:
+        return splits.raw.class_names
+    every = [np.asarray(y) for y in (splits.train.y, splits.validation.y, splits.test.y) if y is not None and len(y)]
+    return tuple(str(i) for i in range(int(max(y.max() for y in every)) + 1))
+
+
 def _data_info(config: RunConfig, splits: Splits) -> DataInfo:
     """What config.json records of the data, so the run can be used without its source."""
     return DataInfo(
@@ -158,6 +185,6 @@ def _data_info(config: RunConfig, splits: Splits) -> DataInfo:
         codec=splits.codec.to_dict(),
         counts={"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         columns=splits.raw.columns,
-        class_names=splits.raw.class_names,
+        class_names=_class_names(config, splits),
         audio=splits.raw.audio,
     )

@@ -101,6 +101,9 @@ class ModelConfig:
     conv_channels: tuple[int, ...] = (32, 64)  # each conv layer halves the image; two suit 8x8 to 64x64
     likelihood: str = "auto"  # auto: Bernoulli for pixels in [0, 1], Gaussian for real-valued data
     gaussian_variance: str = "per-dimension"  # a learned variance per data dimension, or one shared
+    # q(z|x, y) and p(x|z, y): encoder and decoder see the label y beside x and z (a conditional VAE), so that
+    # `sample --label` generates a chosen class and `convert` renders an input's style as another class
+    conditional: bool = False
 
     def __post_init__(self) -> None:
         _check(self.latent_dim >= 1, f"latent_dim = {self.latent_dim} must be at least 1")

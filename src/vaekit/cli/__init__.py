@@ -17,6 +17,7 @@ from types import ModuleType
 
 from vaekit import __version__
 from vaekit.cli import (
+    convert,
     encode,
     evaluate,
     explore,
@@ -37,8 +38,8 @@ from vaekit.errors import UserError
 from vaekit.runs.files import is_file_system_refusal, refusal
 
 COMMANDS: list[ModuleType] = [
-    train, evaluate, sample, reconstruct, encode, interpolate, traverse, manifold, latents, info, report, reparam_demo,
-    gradient_variance, explore,
+    train, evaluate, sample, reconstruct, convert, encode, interpolate, traverse, manifold, latents, info, report,
+    reparam_demo, gradient_variance, explore,
 ]
 
 DESCRIPTION = """\

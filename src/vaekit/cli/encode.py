@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     trained = TrainedVAE(args.run_dir, device=args.device)
     settings = data_overrides(args)
     chosen, class_names = trained.load_split(settings.pop("source", None), args.split, **settings)
-    loc, scale = trained.encode(chosen.x)
+    loc, scale = trained.encode(chosen.x, chosen.y)  # q(z|x, y) of a conditional run
     arrays = {"loc": loc, "scale": scale, **traced_to_source(chosen, class_names)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

@@ -75,12 +75,16 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: TrainedVAE, world: World
     from tqdm.auto import tqdm
 
+    from vaekit.errors import UserError
     from vaekit.evaluation.importance import evaluate
 
     settings = data_overrides(args)
     source = settings.pop("source", None)
-    x, _ = trained.load_inputs(source, args.split, **settings)
-    x = x[: args.limit]
+    x, y = trained.load_inputs(source, args.split, **settings)
+    x, y = x[: args.limit], None if y is None else y[: args.limit]
+    if trained.conditional and y is None:
+        raise UserError(f"{source or trained.data.description}: {trained.run_dir} is a conditional VAE, whose NLL "
+                        "is -log p(x|y): the data needs labels")
     if args.split in ("train", "all") and trained.config.data.binarize == "dynamic":
         x = _binarize_once(x, args.seed)
     quiet = args.quiet or not world.is_main
@@ -92,7 +96,7 @@ def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: Trai
 
     try:
         figures = evaluate(trained.model, x, trained.codec, args.importance_samples, args.seed, progress=progress,
-                           world=world)
+                           world=world, labels=y if trained.conditional else None)
     finally:
         bar.close()
     if not world.is_main:

@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     count = args.n if args.n is not None else (32 if args.out.lower().endswith(".png") else len(chosen))
     if count < 1:
         raise UserError(f"--n {count}: ask for at least one example")
-    x = np.asarray(chosen.spread(count, args.seed).x)
-    reconstructions = trained.reconstruct(x)
+    picked = chosen.spread(count, args.seed)
+    x = np.asarray(picked.x)
+    reconstructions = trained.reconstruct(x, picked.y)  # a conditional run's with each input's own label
     write_reconstructions(args.out, x, reconstructions, trained.data)
     error = np.abs(reconstructions.astype(np.float64) - x.astype(np.float64))
     by_column = dict(zip(trained.data.columns, error.mean(axis=0).tolist())) if trained.data.columns else None

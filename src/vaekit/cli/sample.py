@@ -39,6 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stochastic", action="store_true",
                         help="draw x ~ p(x|z) instead of E[x|z] (binary pixels for a Bernoulli model)")
     parser.add_argument("--columns-per-row", type=int, default=8, help="PNG grid width (default 8)")
+    parser.add_argument("--label", action="append", metavar="NAME",
+                        help="a conditional run's class to generate, by its name in the data (repeat for several, "
+                             "--n each; default: the classes in turn)")
+    parser.add_argument("--per-label", type=int, metavar="N",
+                        help="a conditional run: N samples of every class, a row per class, instead of --n (default off)")
     add_json_flag(parser, "what was written")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -50,18 +55,38 @@ def run(args: argparse.Namespace) -> int:
     from vaekit.reporting.pictures import check_grid
     from vaekit.runs.trained import TrainedVAE
 
-    if args.n < 1:
-        raise UserError(f"--n {args.n}: ask for at least one sample")
+    if args.n < 1 or (args.per_label is not None and args.per_label < 1):
+        raise UserError(f"--n {args.n} --per-label {args.per_label}: ask for at least one sample")
     if not args.temperature > 0:
         raise UserError(f"--temperature {args.temperature}: must be above 0 (1 draws from the prior)")
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    labels = _labels(args, trained)
+    count = args.n if labels is None else len(labels)
+    columns = args.per_label or args.columns_per_row
     if args.out.lower().endswith(".png"):  # before decoding what could not be written
-        check_grid(args.out, args.n, *trained.data.event_shape[-2:], args.columns_per_row)
-    examples = trained.sample(args.n, seed=args.seed, temperature=args.temperature, stochastic=args.stochastic)
-    write_examples(args.out, examples, trained.data, args.columns_per_row)
+        check_grid(args.out, count, *trained.data.event_shape[-2:], columns)
+    examples = trained.sample(count, seed=args.seed, temperature=args.temperature, stochastic=args.stochastic,
+                              labels=labels)
+    write_examples(args.out, examples, trained.data, columns)
     if args.json:
-        print(json.dumps({"out": args.out, "count": args.n, "shape": list(examples.shape)}))
+        print(json.dumps({"out": args.out, "count": count, "shape": list(examples.shape)}))
     else:
-        print(f"wrote {args.n} samples to {args.out}")
+        print(f"wrote {count} samples to {args.out}")
     return 0
+
+
+def _labels(args: argparse.Namespace, trained):  # -> np.ndarray | None
+    """The class of each sample: --label NAME (--n of each), --per-label N (N of every class), or None."""
+    import numpy as np
+
+    from vaekit.errors import UserError
+
+    if (args.label or args.per_label) and not trained.conditional:
+        raise UserError(f"{trained.run_dir}: --label and --per-label need a conditional VAE "
+                        "(vaekit train --conditional); this run models x alone")
+    if args.per_label is not None:
+        return np.repeat(np.arange(trained.model.classes), args.per_label)
+    if args.label:
+        return np.repeat(trained.label_indices(args.label), args.n)
+    return None

@@ -68,6 +68,10 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--gaussian-variance": ("model", "gaussian_variance", {
         "choices": GAUSSIAN_VARIANCES,
         "help": "a Gaussian p(x|z)'s learned variance: one per data dimension or one shared (default per-dimension)"}),
+    "--conditional": ("model", "conditional", {
+        "action": "store_true", "default": None,
+        "help": "a conditional VAE of the data's labels, q(z|x, y) and p(x|z, y): then `sample --label` and "
+                "`convert` (default off)"}),
     "--binarize": ("data", "binarize", {"choices": BINARIZATIONS,
                                         "help": "none (grey levels), dynamic (fresh draw per batch) or static "
                                                 "(default none)"}),

@@ -45,21 +45,25 @@ def dataset_bound(
     world: World = SINGLE_PROCESS,
     workers: int = 0,
     batch_size: int = EVAL_BATCH,
+    labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The mean bound, reconstruction term and KL of `objective` over the examples `stored` (stored form: an
-    array, or a streamed folder), deterministic given `seed`: `objective.figures` of the means."""
+    array, or a streamed folder), deterministic given `seed`: `objective.figures` of the means. A conditional
+    model takes the examples' `labels`."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     examples = 0
     was_training = model.training
     model.eval()
-    for count, shard in shards(stored, world, workers, batch_size, pin_memory=device.type == "cuda"):
+    starts = range(0, len(stored), batch_size)
+    for start, (count, shard) in zip(starts, shards(stored, world, workers, batch_size, device.type == "cuda")):
         eps = torch.randn((objective.samples, count, model.latent_dim), generator=generator, device=device)
         examples += count
         if not len(shard):  # a last batch smaller than the ranks may leave this one nothing
             continue
-        batch = Batch(codec.to_model(shard.to(device)))
+        y = None if labels is None else torch.as_tensor(labels[start : start + count][world.shard(count)]).to(device)
+        batch = Batch(codec.to_model(shard.to(device)), y)
         totals += objective.terms(model, batch, noise=eps[:, world.shard(count)]).sums().double()
     model.train(was_training)
     return objective.figures(world.all_reduce_sum(totals) / max(examples, 1))

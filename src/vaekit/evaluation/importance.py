@@ -64,7 +64,7 @@ def samples_per_chunk(examples: int, event_size: int, elements: int = ELEMENTS_P
 def log_likelihood(model: VAE, z: torch.Tensor, batch: Batch) -> torch.Tensor:
     """log p(x|z) (K, B) of K importance samples z (K, B, D): the likelihood's path for many samples
     (for Bernoulli pixels one batched matrix product, `BernoulliLikelihood.importance_log_prob`)."""
-    return model.likelihood.importance_log_prob(model.decoder(z), batch.x)
+    return model.likelihood.importance_log_prob(model.decoder(z, model.condition(batch.labels)), batch.x)
 
 
 def running_logsumexp(running: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
@@ -81,11 +81,13 @@ def importance_terms(
     samples_at_once: int | None = None,
     on_chunk: Callable[[], None] | None = None,
     log_likelihood_fn: Callable[[VAE, torch.Tensor, Batch], torch.Tensor] = log_likelihood,
+    labels: torch.Tensor | None = None,
 ) -> ImportanceTerms:
     """K = `importance_samples` draws zₖ ~ q(z|x) for each example of x (B, *event_shape), decoded
     `samples_at_once` samples at a time as a (k, B, D) batch; the log weights fold into a running
-    logsumexp, so memory does not grow with K. `log_likelihood_fn` computes log p(x|z) (k, B)."""
-    batch = Batch(x)
+    logsumexp, so memory does not grow with K. `log_likelihood_fn` computes log p(x|z) (k, B). A conditional
+    model's `labels` (B,) make it log p(x|y)."""
+    batch = Batch(x, labels)
     loc, log_variance = model.encode(batch)  # (B, D) each
     event_size = math.prod(x.shape[1:])
     chunk = samples_at_once or samples_per_chunk(len(x), event_size, chunk_budget(x.device))
@@ -180,13 +182,15 @@ def evaluate(
     batch_size: int = EVAL_BATCH,
     progress: Progress | None = None,
     world: World = SINGLE_PROCESS,
+    labels: np.ndarray | torch.Tensor | None = None,
 ) -> Evaluation:
     """The figures of `model` on the examples `stored` (in stored form), deterministic given `seed`.
 
     Examples go `batch_size` at a time (fewer for large data, to keep within the memory budget),
     each batch's K samples in chunks of `samples_per_chunk`; `progress(done, total)` is called
-    after every chunk. Under torchrun (`world`, vaekit.runtime.world) each rank takes every N-th
-    batch and the sums are all-reduced: the figures of one process.
+    after every chunk. A conditional model takes the examples' `labels`, for log p(x|y). Under torchrun
+    (`world`, vaekit.runtime.world) each rank takes every N-th batch and the sums are all-reduced: the
+    figures of one process.
     """
     started = time.perf_counter()
     device = next(model.parameters()).device
@@ -210,7 +214,8 @@ def evaluate(
                                   importance_samples, chunk)
                 continue
             x = codec.to_model(stored[start : start + batch_size].to(device))
-            totals.add(importance_terms(model, x, importance_samples, generator, chunk, on_chunk))
+            y = None if labels is None else torch.as_tensor(labels[start : start + batch_size]).to(device)
+            totals.add(importance_terms(model, x, importance_samples, generator, chunk, on_chunk, labels=y))
     finally:
         model.train(was_training)
     totals.summed_over(world)

@@ -3,6 +3,9 @@
 Encoders map x (B, *event_shape) to the two heads (μ, log σ²), each (B, D).
 Decoders map z (..., D) to one value per data dimension (..., *event_shape): Bernoulli logits or
 Gaussian means; the likelihood turns those into p(x|z).
+
+A conditional model (vaekit.model.vae, `classes`) gives both a condition c (B, C), a label one-hot: the
+encoder reads it beside x's features (after the convolutions of a conv net), the decoder beside z.
 """
 
 from __future__ import annotations
@@ -43,27 +46,42 @@ class GaussianHeads(nn.Module):
         return self.loc(h), self.log_variance(h)
 
 
+def _joined(features: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """Features (..., F) with the condition (B, C) beside them (broadcast over leading sample dims)."""
+    if condition is None:
+        return features
+    return torch.cat([features, condition.to(features.dtype).expand(*features.shape[:-1], -1)], dim=-1)
+
+
+def _conditioned(body: nn.Sequential, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """An encoder's body (..., flatten, dense layers) with the condition joined to the flattened features
+    before the dense layers; the same modules (and weight names) with or without one."""
+    if condition is None:
+        return body(x)
+    return body[-1](_joined(body[:-1](x), condition))
+
+
 class MLPEncoder(nn.Module):
-    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig):
+    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig, condition_dim: int = 0):
         super().__init__()
-        sizes = [math.prod(event_shape), *config.hidden_sizes]
+        sizes = [math.prod(event_shape) + condition_dim, *config.hidden_sizes]
         self.body = nn.Sequential(nn.Flatten(), _mlp(sizes, config.activation))
         self.heads = GaussianHeads(sizes[-1], config.latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(self.body(x))
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(_conditioned(self.body, x, condition))
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig):
+    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig, condition_dim: int = 0):
         super().__init__()
         self.event_shape = tuple(event_shape)
-        sizes = [config.latent_dim, *reversed(config.hidden_sizes)]
+        sizes = [config.latent_dim + condition_dim, *reversed(config.hidden_sizes)]
         self.body = _mlp(sizes, config.activation)
         self.out = nn.Linear(sizes[-1], math.prod(event_shape))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(z)).unflatten(-1, self.event_shape)
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.body(_joined(z, condition))).unflatten(-1, self.event_shape)
 
     @torch.no_grad()
     def set_output_bias(self, output: torch.Tensor) -> None:
@@ -90,7 +108,7 @@ def _image_shape(event_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class ConvEncoder(nn.Module):
-    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig):
+    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig, condition_dim: int = 0):
         super().__init__()
         channels, height, width = _image_shape(event_shape)
         widths = [channels, *config.conv_channels]
@@ -98,23 +116,23 @@ class ConvEncoder(nn.Module):
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(fan_in, fan_out, 3, stride=2, padding=1), ACTIVATIONS[config.activation]()]
         h, w = _conv_sizes(height, width, len(config.conv_channels))[-1]
-        sizes = [widths[-1] * h * w, *config.hidden_sizes]
+        sizes = [widths[-1] * h * w + condition_dim, *config.hidden_sizes]
         self.body = nn.Sequential(*layers, nn.Flatten(), _mlp(sizes, config.activation))
         self.heads = GaussianHeads(sizes[-1], config.latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(self.body(x))
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(_conditioned(self.body, x, condition))
 
 
 class ConvDecoder(nn.Module):
-    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig):
+    def __init__(self, event_shape: tuple[int, ...], config: ModelConfig, condition_dim: int = 0):
         super().__init__()
         channels, height, width = _image_shape(event_shape)
         self.event_shape = tuple(event_shape)
         spatial = _conv_sizes(height, width, len(config.conv_channels))
         widths = list(reversed(config.conv_channels))
         self.start = (widths[0], *spatial[-1])
-        sizes = [config.latent_dim, *reversed(config.hidden_sizes), math.prod(self.start)]
+        sizes = [config.latent_dim + condition_dim, *reversed(config.hidden_sizes), math.prod(self.start)]
         self.dense = nn.Sequential(_mlp(sizes, config.activation), nn.Unflatten(-1, self.start))
         layers: list[nn.Module] = []
         out_widths = [*widths[1:], widths[-1]]
@@ -129,8 +147,8 @@ class ConvDecoder(nn.Module):
         layers.append(nn.Conv2d(out_widths[-1], channels, 3, padding=1))
         self.convs = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        leading = z.shape[:-1]
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        leading, z = z.shape[:-1], _joined(z, condition)
         out = self.convs(self.dense(z.reshape(-1, z.shape[-1])))
         return out.reshape(*leading, *self.event_shape)
 
@@ -147,7 +165,9 @@ NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 }
 
 
-def build_networks(config: ModelConfig, event_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """The networks of `config.architecture`; auto, not yet resolved for the data (vaekit.api does), is the MLP."""
+def build_networks(config: ModelConfig, event_shape: tuple[int, ...], condition_dim: int = 0
+                   ) -> tuple[nn.Module, nn.Module]:
+    """The networks of `config.architecture`; auto, not yet resolved for the data (vaekit.api does), is the MLP.
+    `condition_dim` > 0 gives both a condition of that width beside x and z."""
     encoder_cls, decoder_cls = NETWORKS["mlp" if config.architecture == "auto" else config.architecture]
-    return encoder_cls(event_shape, config), decoder_cls(event_shape, config)
+    return encoder_cls(event_shape, config, condition_dim), decoder_cls(event_shape, config, condition_dim)

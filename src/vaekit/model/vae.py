@@ -7,11 +7,16 @@ What the objectives and the engine ask of a model (docs/architecture.md): `encod
 μ and log σ², `log_likelihood(z, batch)` gives log p(x|z) for every draw of z, and `latent_dim`.
 Both take the whole `Batch`, so a model conditioned on labels, or a decoder that reads x itself
 (autoregressive, over a padded sequence), fits the same interface.
+
+With `classes` > 0 the VAE is conditional (Sohn et al. 2015; Kingma et al. 2014's M2 with y observed):
+q(z|x, y) and p(x|z, y), the label y a one-hot beside x in the encoder and beside z in the decoder, the
+prior still N(0, I). Its bound is of log p(x|y); z holds what the label does not (a style).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
@@ -22,13 +27,15 @@ from vaekit.model.networks import build_networks
 
 
 class VAE(nn.Module):
-    def __init__(self, config: ModelConfig, event_shape: tuple[int, ...], likelihood: str):
-        """`likelihood` is resolved ("bernoulli" or "gaussian"); `event_shape` is one example's shape."""
+    def __init__(self, config: ModelConfig, event_shape: tuple[int, ...], likelihood: str, classes: int = 0):
+        """`likelihood` is resolved ("bernoulli" or "gaussian"); `event_shape` is one example's shape;
+        `classes` > 0 conditions encoder and decoder on a label of that many classes."""
         super().__init__()
         self.config = config
         self.event_shape = tuple(event_shape)
         self.latent_dim = config.latent_dim
-        self.encoder, self.decoder = build_networks(config, self.event_shape)
+        self.classes = classes
+        self.encoder, self.decoder = build_networks(config, self.event_shape, classes)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be resolved to one of {', '.join(LIKELIHOODS)}, not {likelihood!r}")
         self.likelihood: nn.Module = LIKELIHOODS[likelihood](self.event_shape, config)
@@ -36,13 +43,21 @@ class VAE(nn.Module):
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """μ(x) and log σ²(x) of q(z|x), each (B, D), in x's precision: under bf16 autocast the encoder's
         products run in bf16, the bound's arithmetic does not (without autocast the casts are no-ops)."""
-        loc, log_variance = self.encoder(batch.x)
+        loc, log_variance = self.encoder(batch.x, self.condition(batch.labels))
         return loc.to(batch.x.dtype), log_variance.to(batch.x.dtype)
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The one-hot (B, classes) of a conditional model's labels; None for a plain one."""
+        if not self.classes:
+            return None
+        if labels is None:
+            raise ValueError("a conditional VAE needs the labels of its inputs (Batch.labels)")
+        return F.one_hot(labels.long(), self.classes).float()
 
     def log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """log p(x|z) (..., B) for latents z (..., B, D): the numbers of `observation_model(z).log_prob(x)`,
         from the likelihood's direct path rather than a distribution object built at every step."""
-        return self.likelihood.log_prob(self.decoder(z).to(batch.x.dtype), batch.x)
+        return self.likelihood.log_prob(self.decoder(z, self.condition(batch.labels)).to(batch.x.dtype), batch.x)
 
     def posterior(self, batch: Batch) -> Distribution:
         """q(z|x) with event shape (D,) and batch shape (B,)."""
@@ -55,13 +70,13 @@ class VAE(nn.Module):
         zeros = torch.zeros(self.latent_dim, device=ref.device, dtype=ref.dtype)
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
-    def observation_model(self, z: torch.Tensor) -> Distribution:
-        """p(x|z): batch shape z.shape[:-1], event shape the data's."""
-        return self.likelihood(self.decoder(z))
+    def observation_model(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        """p(x|z) (p(x|z, y) given the labels y): batch shape z.shape[:-1], event shape the data's."""
+        return self.likelihood(self.decoder(z, self.condition(labels)))
 
-    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] (..., *event_shape): pixel probabilities or Gaussian means, in model units."""
-        return self.likelihood.mean(self.decoder(z))
+    def decode_mean(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z] (E[x|z, y]) (..., *event_shape): pixel probabilities or Gaussian means, in model units."""
+        return self.likelihood.mean(self.decoder(z, self.condition(labels)))
 
     def start_output_at(self, data_mean: torch.Tensor) -> None:
         """Set the decoder's output bias so that, before training, p(x|z) has the data's mean
@@ -69,11 +84,13 @@ class VAE(nn.Module):
         self.decoder.set_output_bias(self.likelihood.output_for_mean(data_mean))
 
     @torch.no_grad()
-    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode `count` draws from the prior; returns E[x|z] (count, *event_shape) in model units."""
+    def sample(self, count: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode `count` draws from the prior (of the classes `labels` (count,), for a conditional model);
+        returns E[x|z] (count, *event_shape) in model units."""
         ref = next(self.parameters())
         z = torch.randn(count, self.latent_dim, generator=generator, device=ref.device, dtype=ref.dtype)
-        return self.decode_mean(z)
+        return self.decode_mean(z, labels)
 
 
 def reparameterize(

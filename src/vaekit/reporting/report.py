@@ -73,10 +73,12 @@ def build_report(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] |
     """The report as one HTML document (str)."""
     material = _material(run, inputs)
     sections = [_settings(run), _data(run), _loss(run), _test_figures(run), _samples(material),
-                _reconstructions(material), _interpolations(material), _traversals(material),
-                _kl_section(material), _latent_scatter(material)]
-    if drawable(run.data):
-        sections.append(_manifold(material))
+                _reconstructions(material)]
+    if run.conditional:  # decoding a path or a grid of codes needs a label to decode with: not drawn yet
+        sections += [_kl_section(material), _latent_scatter(material)]
+    else:
+        sections += [_interpolations(material), _traversals(material), _kl_section(material),
+                     _latent_scatter(material)] + ([_manifold(material)] if drawable(run.data) else [])
     title = f"vaekit run {run.run_dir.name}: {run.data.description}"
     return page(title, sections)
 
@@ -92,7 +94,7 @@ def _material(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] | No
     if len(x) == 0:
         return _Material(run, None, None, None, "the run's test split is empty (see the data's split settings)")
     y = None if inputs[1] is None else np.asarray(inputs[1][:REPORT_EXAMPLES])
-    return _Material(run, x, y, run.kl_per_dimension(x), "")
+    return _Material(run, x, y, run.kl_per_dimension(x, y), "")
 
 
 def _left_out(key: str, title: str, material: _Material) -> Section:
@@ -271,7 +273,8 @@ def _reconstructions(material: _Material) -> Section:
         columns = min(RECONSTRUCTION_COLUMNS, len(x))  # whole rows only, from however few test inputs
         inputs = x[: min(RECONSTRUCTION_PAIRS, len(x) // columns) * columns]
         rows = inputs.reshape(-1, columns, *inputs.shape[1:])  # (pairs, columns, ...)
-        outputs = run.reconstruct(inputs).reshape(rows.shape)
+        labels = None if material.y is None else material.y[: len(inputs)]
+        outputs = run.reconstruct(inputs, labels).reshape(rows.shape)
         paired = np.stack([rows, outputs], axis=1).reshape(-1, *rows.shape[1:])  # input row, then its output
         labels = ["input", "reconstruction"] * len(rows)
         png = latent.labelled_grid(paired, run.data, labels, [""] * columns,
@@ -283,7 +286,7 @@ def _reconstructions(material: _Material) -> Section:
                                   "(Griffin-Lim, so phase is re-estimated), ...")
             body += audio_players(outputs.reshape(inputs.shape)[:CLIPS], run.data, "... and their reconstructions.")
         return Section("reconstructions", "Reconstructions", body)
-    outputs = run.reconstruct(x)
+    outputs = run.reconstruct(x, material.y)
     errors = outputs.astype(np.float64) - x
     if run.data.kind == TABLE:
         return Section("reconstructions", "Reconstructions", _column_errors(errors, x, run))
@@ -351,7 +354,7 @@ def _latent_scatter(material: _Material) -> Section:
     if len(material.x) < 3:
         return Section("latent", "Latent space", "<p>Too few test inputs to draw their codes.</p>")
     run = material.run
-    codes, _ = run.encode(material.x)  # (N, D)
+    codes, _ = run.encode(material.x, material.y)  # (N, D)
     codes2d, axes = latent_paths.project(codes)
     how = {1: "on a line", 2: "as it is (two latent dimensions)"}.get(
         codes.shape[1], f"projected on its first two principal components ({codes.shape[1]} dimensions)")

@@ -26,7 +26,9 @@ def write_pictures(run: TrainedVAE, splits: Splits) -> None:
         samples = as_pixels(run.sample(PICTURE_SAMPLES, seed=run.config.train.seed), run.data)
         save_image_grid(samples, run.run_dir / "samples.png", columns=8)
         originals = np.asarray(splits.test.x[:PICTURE_RECONSTRUCTIONS])  # decodes them, if the folder streams
-        save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(run.reconstruct(originals), run.data),
+        labels = None if splits.test.y is None else np.asarray(splits.test.y[:PICTURE_RECONSTRUCTIONS])
+        reconstructions = run.reconstruct(originals, labels)
+        save_reconstruction_grid(as_pixels(originals, run.data), as_pixels(reconstructions, run.data),
                                  run.run_dir / "reconstructions.png")
     elif _is_readable_table(run.data):
         samples = run.sample(PICTURE_TABLE_ROWS, seed=run.config.train.seed, stochastic=True)

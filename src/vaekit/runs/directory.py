@@ -112,7 +112,8 @@ def no_such_run(run_dir: Path) -> UserError:
 def build_model(config: RunConfig, data: DataInfo) -> VAE:
     from vaekit.model.vae import VAE
 
-    return VAE(config.model, data.event_shape, data.likelihood)
+    classes = len(data.class_names or ()) if config.model.conditional else 0
+    return VAE(config.model, data.event_shape, data.likelihood, classes)
 
 
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[VAE, RunConfig, DataInfo]:

@@ -60,6 +60,33 @@ class TrainedVAE:
         self.device = resolve_device(device)
         self.model, self.config, self.data = load_model(self.run_dir, self.device)
         self.codec = self.data.make_codec()
+        self.conditional = bool(self.model.classes)  # q(z|x, y), p(x|z, y): label-taking methods need labels
+
+    def label_indices(self, names: list[str] | tuple[str, ...], flag: str = "--label") -> np.ndarray:
+        """The class indices of class names as the data gave them (`DataInfo.class_names`)."""
+        known = list(self.data.class_names or ())
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise UserError(f"{flag} {unknown[0]}: not a class of {self.run_dir}, whose classes are "
+                            f"{', '.join(known) if known else 'none (it was trained without labels)'}")
+        return np.array([known.index(name) for name in names], dtype=np.int64)
+
+    def _labels(self, labels: np.ndarray | None, count: int, what: str) -> torch.Tensor | None:
+        """A conditional run's labels (count,) on the device; None for a plain run, which ignores them."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise UserError(f"{self.run_dir} is a conditional VAE: {what} needs the inputs' labels (class "
+                            "sub-folders, a --label-column, an .npz's y)")
+        labels = np.asarray(labels)
+        if labels.shape != (count,) or labels.min(initial=0) < 0 or labels.max(initial=0) >= self.model.classes:
+            raise UserError(f"{what}: {self.run_dir} takes one label per input, a class index 0 to "
+                            f"{self.model.classes - 1}, not {labels.shape} values")
+        return torch.as_tensor(labels, dtype=torch.long, device=self.device)
+
+    def _plain_only(self, what: str) -> None:
+        if self.conditional:
+            raise UserError(f"{self.run_dir} is a conditional VAE; {what} is not available for one yet")
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -136,52 +163,72 @@ class TrainedVAE:
         return data_config
 
     @torch.no_grad()
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """μ(x) and σ(x) of q(z|x), each (N, latent_dim), for inputs x in the data's units (uint8 pixels for images)."""
-        loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+    def encode(self, x: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """μ(x) and σ(x) of q(z|x) (q(z|x, y) of a conditional run, given the `labels` y), each (N, latent_dim),
+        for inputs x in the data's units (uint8 pixels for images)."""
+        loc, log_variance = self.model.encode(Batch(self._to_model(x), self._labels(labels, len(x), "encode")))
         return loc.cpu().numpy(), torch.exp(0.5 * log_variance).cpu().numpy()
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """E[x|z] for latent codes z (N, latent_dim), in data units."""
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """E[x|z] (E[x|z, y] of a conditional run) for latent codes z (N, latent_dim), in data units."""
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
-        return self.to_data(self.model.decode_mean(z))
+        return self.to_data(self.model.decode_mean(z, self._labels(labels, len(z), "decode")))
 
     @torch.no_grad()
-    def reconstruct(self, x: np.ndarray) -> np.ndarray:
-        """Decode the posterior mean of each input: x -> μ(x) -> E[x|z=μ(x)], in data units."""
-        loc, _ = self.model.encode(Batch(self._to_model(x)))
-        return self.to_data(self.model.decode_mean(loc))
+    def reconstruct(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Decode the posterior mean of each input: x -> μ(x) -> E[x|z=μ(x)] (with its label y, for a
+        conditional run), in data units."""
+        y = self._labels(labels, len(x), "reconstruct")
+        loc, _ = self.model.encode(Batch(self._to_model(x), y))
+        return self.to_data(self.model.decode_mean(loc, y))
 
     @torch.no_grad()
-    def sample(self, count: int, seed: int = 0, temperature: float = 1.0, stochastic: bool = False) -> np.ndarray:
+    def convert(self, x: np.ndarray, labels: np.ndarray, to_labels: np.ndarray) -> np.ndarray:
+        """Each input rendered as another class: z = μ(x, y) with its own label y, decoded with the target label
+        y' (`to_labels`): E[x|z, y'], in data units. z holds what the label does not: the input's style."""
+        if not self.conditional:
+            raise UserError(f"{self.run_dir}: convert needs a conditional VAE (vaekit train --conditional); "
+                            "this run models x alone")
+        loc, _ = self.model.encode(Batch(self._to_model(x), self._labels(labels, len(x), "convert")))
+        return self.to_data(self.model.decode_mean(loc, self._labels(to_labels, len(x), "convert")))
+
+    @torch.no_grad()
+    def sample(self, count: int, seed: int = 0, temperature: float = 1.0, stochastic: bool = False,
+               labels: np.ndarray | None = None) -> np.ndarray:
         """Decode `count` draws z ~ N(0, T²I) (T = `temperature`; 1 is the prior p(z)), in data units: E[x|z],
         or with `stochastic` a draw x ~ p(x|z) (binary pixels for a Bernoulli model), which spreads as the
-        data does."""
+        data does. A conditional run decodes each with its class in `labels` (count,), by default the classes in
+        turn (0, 1, ..., 0, 1, ...)."""
         if not temperature > 0:
             raise UserError(
                 f"--temperature {temperature}: must be above 0 (1 draws from the prior, 0.5 nearer its mean)"
             )
         generator = torch.Generator(device=self.device).manual_seed(seed)
         z = temperature * torch.randn(count, self.model.latent_dim, generator=generator, device=self.device)
+        if self.conditional and labels is None:
+            labels = np.arange(count) % self.model.classes
+        y = self._labels(labels, count, "sample")
         if not stochastic:
-            return self.to_data(self.model.decode_mean(z))
-        observation = self.model.observation_model(z).base_dist
+            return self.to_data(self.model.decode_mean(z, y))
+        observation = self.model.observation_model(z, y).base_dist
         if isinstance(observation, torch.distributions.Normal):
             noise = torch.randn(observation.loc.shape, generator=generator, device=self.device)
             return self.to_data(observation.loc + observation.scale * noise)
         return self.to_data(torch.bernoulli(observation.probs, generator=generator))
 
     @torch.no_grad()
-    def kl_per_dimension(self, x: np.ndarray) -> np.ndarray:
+    def kl_per_dimension(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The KL of each latent dimension, KL(q(zⱼ|x) ‖ p(zⱼ)) averaged over the inputs x: (D,) nats."""
-        loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+        y = self._labels(labels, len(x), "the KL per dimension")
+        loc, log_variance = self.model.encode(Batch(self._to_model(x), y))
         return gaussian_kl(loc, log_variance).mean(0).cpu().numpy()
 
     @torch.no_grad()
     def interpolate(self, x_from: np.ndarray, x_to: np.ndarray, steps: int = 10, path: str = "linear") -> np.ndarray:
         """Decode the path between the posterior means of x_from[i] and x_to[i]: (N, steps, *event_shape),
         both ends included, in data units; `path` is linear or slerp (along the great circle)."""
+        self._plain_only("interpolate")
         if path not in PATHS:
             raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
         if steps < 2:
@@ -198,6 +245,7 @@ class TrainedVAE:
         other dimensions held: (len(dims), steps, *event_shape). The base is μ(x) of one input x (1, ...), or
         without x the prior's mean 0; the step is the prior's standard deviation 1, or with `posterior_scale`
         the posterior's σ(x) of that input (a much smaller sweep: how sure the encoder is)."""
+        self._plain_only("traverse")
         dims = list(range(self.model.latent_dim)) if dims is None else self._check_dims(dims, "--dims")
         base = torch.zeros(self.model.latent_dim, device=self.device)
         scales = torch.ones_like(base)
@@ -214,6 +262,7 @@ class TrainedVAE:
     def manifold(self, grid: int = 20, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
         """Decode a grid × grid of codes over two latent dimensions through the inverse Gaussian CDF, the rest
         at 0 (Kingma & Welling's Figure 4): (grid, grid, *event_shape) in data units."""
+        self._plain_only("manifold")
         if self.model.latent_dim < 2:
             raise UserError(f"{self.run_dir}: a manifold needs 2 latent dimensions, and this run has 1")
         first, second = self._check_dims(list(dims), "--dims")
@@ -225,10 +274,11 @@ class TrainedVAE:
         return self.to_data(self.model.decode_mean(codes))
 
     @torch.no_grad()
-    def latents(self, x: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
+    def latents(self, x: np.ndarray, method: str = "pca", seed: int = 0,
+                labels: np.ndarray | None = None) -> tuple[np.ndarray, tuple[str, str]]:
         """The posterior means μ(x) in two dimensions (N, 2) and the axes' names: as they are for D ≤ 2, else
-        by PCA or t-SNE (`method`, seeded by `seed`)."""
-        loc, _ = self.encode(x)
+        by PCA or t-SNE (`method`, seeded by `seed`). A conditional run encodes with the `labels`."""
+        loc, _ = self.encode(x, labels)
         return latent_paths.project(loc, method, seed)
 
     def _check_dims(self, dims: list[int], flag: str) -> list[int]:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig, batch_size_for
-from vaekit.data.source import Splits
+from vaekit.data.source import Split, Splits
 from vaekit.evaluation.bounds import dataset_bound
 from vaekit.model.objectives import objective_for
 from vaekit.runs.directory import WEIGHTS_FILE
@@ -81,6 +81,8 @@ def choose_step(parts: StepParts, config: TrainConfig, device: torch.device, wor
     if world.size > 1:
         return ShardStep(parts, world, device, config.batch_size)
     eager = EagerStep(parts)
+    if getattr(parts.model, "classes", 0):  # a conditional model: a graph's captured batch holds no labels
+        return eager
     if new_graph is not None:
         return GraphedStep(eager, config.batch_size, new_graph)
     if config.cuda_graphs and graphs_suit(parts.model, device):
@@ -115,8 +117,9 @@ class Trainer:
         config = replace(config, batch_size=batch_size_for(config, len(splits.train)))  # vaekit.train gives it resolved
         self.model, self.splits, self.config, self.device, self.world = model.to(device), splits, config, device, world
         self.run_dir, self.workers = Path(run_dir), workers
+        self.conditional = bool(getattr(model, "classes", 0))  # its batches and bounds take the labels
         self.data = TrainingData(splits.train.x, splits.codec, config.batch_size, device, world, workers,
-                                 splits.raw.description)
+                                 splits.raw.description, splits.train.y if self.conditional else None)
         if config.output_bias_from_data:
             self.model.start_output_at(self.data.mean())
         self.parts = step_parts(self.model, config, device, binarize_dynamically)
@@ -221,23 +224,23 @@ class Trainer:
         train = torch.tensor([value / progress.examples_in_epoch for value in progress.totals], dtype=torch.float64)
         record.update({f"train_{key}": value for key, value in self.objective.figures(train).items()})
         if len(self.splits.validation):
-            validation = self.split_bound(self.splits.validation.x)
+            validation = self.split_bound(self.splits.validation)
             record.update({f"val_{key}": value for key, value in validation.items()})
         record["seconds"] = progress.epoch_seconds
         record["images_per_second"] = progress.examples_in_epoch / max(progress.epoch_seconds, 1e-9)
         return record
 
-    def split_bound(self, stored: Any) -> dict[str, float]:
-        """The validation bound of a split (stored form), every rank taking a shard of every batch."""
-        return dataset_bound(self.model, stored, self.splits.codec, self.objective.validation, seed=self.config.seed,
-                             world=self.world, workers=self.workers)
+    def split_bound(self, split: Split) -> dict[str, float]:
+        """The validation bound of a split, every rank taking a shard of every batch."""
+        return dataset_bound(self.model, split.x, self.splits.codec, self.objective.validation, seed=self.config.seed,
+                             world=self.world, workers=self.workers, labels=split.y if self.conditional else None)
 
     def write_results(self) -> dict[str, Any]:
         """Test figures of the best weights, written to results.json."""
         if self.world.is_main:
             load_weights(self.model, self.run_dir / WEIGHTS_FILE)
         self.world.broadcast_module(self.model)  # rank 0's file, which need not be on the other ranks' machines
-        test = self.split_bound(self.splits.test.x)
+        test = self.split_bound(self.splits.test)
         results = {
             "best_epoch": self.progress.best_epoch,
             "epochs_trained": self.progress.epoch,

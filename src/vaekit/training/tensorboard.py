@@ -118,9 +118,11 @@ def epoch_pictures(model: nn.Module, average: WeightAverage, splits: Splits, see
         was_training = model.training
         model.eval()
         with average.applied():
-            samples = model.sample(PICTURES, generator)
-            loc, _ = model.encode(Batch(splits.codec.to_model(stored.to(device))))
-            reconstructions = model.decode_mean(loc)
+            labels = torch.arange(PICTURES, device=device) % model.classes if model.classes else None
+            samples = model.sample(PICTURES, generator, labels)
+            shown_labels = torch.as_tensor(np.asarray(shown.y[:PICTURES]), device=device) if model.classes else None
+            loc, _ = model.encode(Batch(splits.codec.to_model(stored.to(device)), shown_labels))
+            reconstructions = model.decode_mean(loc, shown_labels)
         model.train(was_training)
         pixels = splits.codec.from_model
         return {"pictures/samples": pixels(samples).cpu(), "pictures/inputs": stored,
