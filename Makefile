@@ -1,12 +1,14 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   virtual environment, install, train on the embedded digits, write pictures
 #   make test   the same environment plus the dev extras, then the linter and the test suite
+#   make fuzz   every reader fuzzed for FUZZ_SECONDS (default 300), beyond the few seconds that make test spends
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= runs/demo
+FUZZ_SECONDS ?= 300
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint fuzz clean
 
 # A CUDA machine keeps the user's own torch (the venv sees the system packages);
 # elsewhere the CPU wheel torch==2.13.0 is installed, never a multi-GB CUDA build.
@@ -39,6 +41,9 @@ lint: $(VENV)/.dev
 
 test: lint
 	$(PY) -m pytest -q
+
+fuzz: $(VENV)/.dev
+	$(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,5 +1,6 @@
 """Property-based tests of the readers: valid data round-trips exactly, in its own units and shapes;
-any bytes at all end in data or a `UserError`, never in a traceback.
+any bytes at all end in data or a `UserError`, never in a traceback (tests/fuzzing.py fuzzes the readers
+themselves; here damaged files go through the command line).
 
 Example counts are small and the two models are trained once for the module, so that the file
 runs in seconds; hypothesis still explores shapes, units and damage that hand-written cases miss.
@@ -8,9 +9,6 @@ runs in seconds; hypothesis still explores shapes, units and damage that hand-wr
 from __future__ import annotations
 
 import csv
-import gzip
-import io
-import struct
 import tempfile
 from pathlib import Path
 
@@ -19,12 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image
 
+from fuzzing import damaged, place
 from vaekit.config import DataConfig
 from vaekit.data import read_source
 from vaekit.data.source import fit_codec
-from vaekit.errors import UserError
 
 COLUMNS = ("height_cm", "weight_kg", "income")
 MEANS = np.array([170.0, 70.0, 50_000.0])
@@ -190,72 +187,8 @@ def test_any_array_round_trips_in_its_shape_and_units(runs, cli, x):
 
 
 # ----- any bytes end in data or a UserError ----------------------------------------------------------
-
-
-def valid_files() -> dict[str, bytes]:
-    """One small valid file per reader, for the fuzzer to damage."""
-    def saved(save) -> bytes:
-        buffer = io.BytesIO()
-        save(buffer)
-        return buffer.getvalue()
-
-    picture = np.random.default_rng(0).integers(0, 256, (6, 6), dtype=np.uint8)
-    idx = struct.pack(">HBBIII", 0, 8, 3, 2, 3, 3) + bytes(range(18))
-    return {
-        "a.png": saved(lambda b: Image.fromarray(picture).save(b, "PNG")),
-        "a.jpg": saved(lambda b: Image.fromarray(picture).save(b, "JPEG")),
-        "a.bmp": saved(lambda b: Image.fromarray(picture).save(b, "BMP")),
-        "x.npy": saved(lambda b: np.save(b, np.arange(12.0).reshape(3, 4))),
-        "x.npz": saved(lambda b: np.savez(b, x=np.arange(12.0).reshape(3, 4), y=np.arange(3))),
-        "t.csv": b"a,b,c\n1,2,3\n4,5,6\n",
-        "t.csv.gz": gzip.compress(b"a,b\n1,2\n"),
-        "train-images-idx3-ubyte.gz": gzip.compress(idx),
-    }
-
-
-VALID = valid_files()
-
-
-@st.composite
-def damaged(draw) -> tuple[str, bytes]:
-    """A file name and bytes: random, or a valid file truncated and with some bytes overwritten."""
-    name = draw(st.sampled_from(sorted(VALID)))
-    if draw(st.booleans()):
-        return name, draw(st.binary(max_size=300))
-    blob = bytearray(VALID[name][: draw(st.integers(0, len(VALID[name])))])
-    for _ in range(draw(st.integers(0, 4)) if blob else 0):
-        blob[draw(st.integers(0, len(blob) - 1))] = draw(st.integers(0, 255))
-    return name, bytes(blob)
-
-
-def place(folder: Path, name: str, blob: bytes) -> Path:
-    """Write the file where its reader looks: images in a folder, IDX beside valid label/test files."""
-    if name.startswith("a."):
-        (folder / "pictures").mkdir()
-        (folder / "pictures" / name).write_bytes(blob)
-        return folder / "pictures"
-    if name.startswith("train-images"):
-        labels = struct.pack(">HBBI", 0, 8, 1, 2) + bytes(2)
-        tests = struct.pack(">HBBIII", 0, 8, 3, 1, 3, 3) + bytes(9)
-        for stem, content in (("train-labels-idx1-ubyte", labels), ("t10k-images-idx3-ubyte", tests),
-                              ("t10k-labels-idx1-ubyte", struct.pack(">HBBI", 0, 8, 1, 1) + bytes(1))):
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(content))
-    (folder / name).write_bytes(blob)
-    return folder if name.startswith("train-images") else folder / name
-
-
-@settings(max_examples=150, deadline=None)
-@given(file=damaged())
-def test_any_bytes_are_read_or_refused_never_a_crash(file):
-    name, blob = file
-    with tempfile.TemporaryDirectory() as folder:
-        source = place(Path(folder), name, blob)
-        try:
-            raw = read_source(DataConfig(source=str(source)))
-        except UserError as error:
-            assert "\n" not in str(error)
-        else:
-            assert len(raw.x) >= 0
+# Reading any bytes directly is fuzzed in tests/test_fuzz_readers.py (the "data" target of tests/fuzzing.py,
+# whose strategy this shares); here they go through the command line.
 
 
 @FEW

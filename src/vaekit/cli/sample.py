@@ -43,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a conditional run's class to generate, by its name in the data (repeat for several, "
                              "--n each; default: the classes in turn)")
     parser.add_argument("--per-label", type=int, metavar="N",
-                        help="a conditional run: N samples of every class, a row per class, instead of --n (default off)")
+                        help="a conditional run: N samples of every class, a row per class, instead of --n "
+                             "(default off)")
     add_json_flag(parser, "what was written")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)

@@ -8,6 +8,7 @@ with its name, because silently training without it would hide a broken copy of 
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections import Counter
@@ -76,16 +77,21 @@ def decode_image(path: Path, channels: int | None, size: tuple[int, int] | None)
     """One file as uint8 (H, W) grey or (H, W, 3) RGB; `channels` None keeps what the file holds."""
     if path.stat().st_size == 0:
         raise UserError(f"{path}: is empty (0 bytes); remove it or copy the image again")
+    buffer = None
     try:
+        # Decoded from the file's bytes, not the file: Pillow reads a chunk of the length its header claims,
+        # and a file's read allocates that length first (2 GB for a damaged PNG), where memory's stops at the end.
+        buffer = io.BytesIO(path.read_bytes())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd metadata it can still decode
-            with Image.open(path) as image:
+            with Image.open(buffer) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)  # photos stored sideways with an EXIF rotation tag
                 grey = channels == 1 or (channels is None and image.mode in GREY_MODES)
                 pixels = _pixels(image, grey)
     except DECODE_ERRORS as error:
-        reason = " ".join(str(error).replace(f"'{path}'", "").split())  # one line, without the path again
+        reason = str(error).replace(f"'{path}'", "").replace(repr(buffer), "")  # without the file again
+        reason = " ".join(reason.split())  # one line
         raise UserError(
             f"{path}: cannot be decoded as an image ({reason}); the file is truncated or corrupt, "
             "remove it or copy it again"

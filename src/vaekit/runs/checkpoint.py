@@ -88,7 +88,9 @@ def load_training_state(
     try:
         header = json.loads(metadata[STATE_KEY])
         state, scalars = header["state"], header["optimizer_scalars"]
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        if not isinstance(state, dict) or not isinstance(scalars, dict):
+            raise TypeError("state and optimizer_scalars must be JSON objects")
+    except (KeyError, TypeError, ValueError, RecursionError) as error:  # ValueError: JSON's, or a 5000-digit number
         raise UserError(f"{path}: holds no vaekit training state ({error!r}); it is not a vaekit checkpoint") from error
     check_and_load(model, {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}, path)
     if average is not None:

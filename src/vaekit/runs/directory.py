@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaekit import __version__
 from vaekit.config import RunConfig
+from vaekit.data.source import ARRAY, AUDIO, IMAGE, TABLE
 from vaekit.errors import UserError
 from vaekit.runs.files import atomic_write_text
 
@@ -39,6 +40,10 @@ RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_F
              "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png", TENSORBOARD_DIR)
 
 
+DATA_KINDS = (IMAGE, TABLE, ARRAY, AUDIO)
+RESOLVED_LIKELIHOODS = ("bernoulli", "gaussian")  # vaekit.model.likelihoods's, without importing torch
+
+
 @dataclass(frozen=True)
 class DataInfo:
     """What the model was trained on; enough to read and write data in its units without the source."""
@@ -59,7 +64,26 @@ class DataInfo:
         raw["event_shape"] = tuple(raw["event_shape"])
         for key in ("columns", "class_names"):
             raw[key] = tuple(raw[key]) if raw.get(key) is not None else None
-        return cls(**raw)
+        info = cls(**raw)
+        info.check()
+        return info
+
+    def check(self) -> None:
+        """A ValueError saying what, for what `write_config` never writes (a damaged config.json)."""
+        from vaekit.data.codec import codec_from_dict
+
+        if not isinstance(self.description, str) or self.kind not in DATA_KINDS:
+            raise ValueError(f"data kind {self.kind!r} is not one of {', '.join(DATA_KINDS)}")
+        if not self.event_shape or not all(type(size) is int and size >= 1 for size in self.event_shape):
+            raise ValueError(f"event_shape {list(self.event_shape)} must be one or more positive sizes")
+        if self.likelihood not in RESOLVED_LIKELIHOODS:
+            raise ValueError(f"likelihood {self.likelihood!r} is not one of {', '.join(RESOLVED_LIKELIHOODS)}")
+        if not isinstance(self.counts, dict) or not all(type(n) is int and n >= 0 for n in self.counts.values()):
+            raise ValueError("counts must be numbers of examples per split")
+        for names in (self.columns, self.class_names):
+            if names is not None and not all(isinstance(name, str) for name in names):
+                raise ValueError("columns and class_names must be lists of names")
+        codec_from_dict(self.codec, self.event_shape)
 
     def make_codec(self) -> Codec:
         from vaekit.data.codec import codec_from_dict
@@ -101,8 +125,9 @@ def read_config(run_dir: Path) -> tuple[RunConfig, DataInfo]:
         for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():
             train.setdefault(key, value)
         return RunConfig.from_dict(raw["config"], str(path)), DataInfo.from_dict(raw["data"])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise UserError(f"{path}: unreadable run config ({error}); the run directory is damaged") from error
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        reason = " ".join(str(error).split())[:200]  # one line, whatever a damaged file put in the message
+        raise UserError(f"{path}: unreadable run config ({reason}); the run directory is damaged") from error
 
 
 def no_such_run(run_dir: Path) -> UserError:
@@ -118,10 +143,24 @@ def build_model(config: RunConfig, data: DataInfo) -> VAE:
 
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[VAE, RunConfig, DataInfo]:
     """The best weights of a run, in evaluation mode on `device`."""
+    import torch
+
     from vaekit.runs.weights import load_weights
 
     config, data = read_config(run_dir)
-    model = build_model(config, data)
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        # On the meta device (shapes, no memory) until the weights are known to fit: a damaged config.json
+        # (latent_dim 10**9) would otherwise allocate gigabytes before the shapes are compared.
+        with torch.device("meta"):
+            model = build_model(config, data)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from error
+    except (ValueError, TypeError, RuntimeError, OverflowError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise UserError(
+            f"{path}: describes no model vaekit can build ({reason}); the run directory is damaged"
+        ) from error
     load_weights(model, Path(run_dir) / WEIGHTS_FILE)
     return model.to(device).eval(), config, data
 

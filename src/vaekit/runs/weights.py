@@ -55,7 +55,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     try:
         tensors, metadata = _parse(blob)
     except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError, AttributeError) as error:
-        what = "a pickle, which could run code if loaded" if _looks_pickled(blob) else str(error)
+        what = "a pickle, which could run code if loaded" if _looks_pickled(blob) else " ".join(str(error).split())
         raise UserError(
             f"{path}: not a safetensors file ({what}); vaekit loads weights only from safetensors and never "
             "unpickles, so re-create the run with `vaekit train`"
@@ -126,7 +126,10 @@ def check_and_load(module: HasState, tensors: dict[str, torch.Tensor], origin: P
                 f"{origin}: {name} is {tuple(stored.shape)} {stored.dtype} but the config needs "
                 f"{tuple(value.shape)} {value.dtype}; the file belongs to another model"
             )
-    module.load_state_dict(tensors)
+    if any(value.is_meta for value in expected.values()):
+        module.load_state_dict(tensors, assign=True)  # a module built on the meta device takes the file's tensors
+    else:
+        module.load_state_dict(tensors)
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

@@ -153,9 +153,10 @@ class Checkpointer:
         try:
             progress = Progress.from_dict(saved["progress"], checkpoint)
             self.randomness.restore(saved, generator_states, progress.global_step, checkpoint)
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError) as error:
             raise UserError(
-                f"{checkpoint}: damaged training state ({error!r}); it was not written by this vaekit"
+                f"{checkpoint}: damaged training state ({' '.join(repr(error).split())[:200]}); it was not written "
+                "by this vaekit"
             ) from error
         self.checkpointed = progress
         return progress

@@ -32,7 +32,20 @@ class Progress:
         names = {f.name for f in fields(cls)}
         if not isinstance(saved, dict) or set(saved) != names:
             raise UserError(f"{origin}: training progress in an unknown format; it was not written by this vaekit")
-        return cls(**saved)
+        progress = cls(**saved)
+        if not progress._well_typed():
+            raise UserError(
+                f"{origin}: training progress holds values of the wrong type; it was not written by this vaekit"
+            )
+        return progress
+
+    def _well_typed(self) -> bool:
+        counts = (self.epoch, self.step_in_epoch, self.global_step, self.examples_in_epoch, self.best_epoch,
+                  self.epochs_without_improvement, self.metrics_lines)
+        numbers = (self.epoch_seconds, self.best_score, self.train_seconds)
+        return (all(type(n) is int and n >= 0 for n in counts) and all(type(x) in (int, float) for x in numbers)
+                and isinstance(self.totals, list) and len(self.totals) == 3
+                and all(type(x) in (int, float) for x in self.totals) and type(self.finished) is bool)
 
     @property
     def best_weights_in_checkpoint(self) -> bool:
