@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     picked = chosen.spread(count, args.seed)
     x = np.asarray(picked.x)
     reconstructions = trained.reconstruct(x, picked.y)  # a conditional run's with each input's own label
-    write_reconstructions(args.out, x, reconstructions, trained.data)
+    write_reconstructions(args.out, x, reconstructions, trained.data, lengths=picked.lengths)  # WAVs: unpadded
     error = np.abs(reconstructions.astype(np.float64) - x.astype(np.float64))
     by_column = dict(zip(trained.data.columns, error.mean(axis=0).tolist())) if trained.data.columns else None
     if args.json:

@@ -46,6 +46,7 @@ class Split:
     # test rows are numbered after its training rows (the order of `--split all`)
     rows: np.ndarray | None = None
     names: tuple[str, ...] | None = None  # the source's names of those rows (an image folder's files)
+    lengths: np.ndarray | None = None  # (N,) of recordings: samples of each clip before padding
 
     def __len__(self) -> int:
         return len(self.x)
@@ -72,6 +73,7 @@ class Split:
             self.x[index], None if self.y is None else self.y[index],
             rows=None if self.rows is None else self.rows[index],
             names=None if self.names is None else tuple(self.names[i] for i in index),
+            lengths=None if self.lengths is None else self.lengths[index],
         )
 
 
@@ -90,13 +92,15 @@ class Splits:
 
 def _take(raw: RawData, index: np.ndarray) -> Split:
     names = None if raw.names is None else tuple(raw.names[i] for i in index)
-    return Split(raw.x[index], None if raw.y is None else raw.y[index], rows=index, names=names)
+    lengths = None if raw.lengths is None else raw.lengths[index]
+    return Split(raw.x[index], None if raw.y is None else raw.y[index], rows=index, names=names, lengths=lengths)
 
 
 def whole_source(raw: RawData) -> Split:
     """Every example of the source in its own order, a source's own test examples after the others."""
     if raw.test_x is None:
-        return Split(np.asarray(raw.x), raw.y, rows=np.arange(len(raw.x)), names=raw.names)  # decodes a stream
+        return Split(np.asarray(raw.x), raw.y, rows=np.arange(len(raw.x)), names=raw.names,  # decodes a stream
+                     lengths=raw.lengths)
     y = None if raw.y is None or raw.test_y is None else np.concatenate([raw.y, raw.test_y])
     return Split(np.concatenate([raw.x, raw.test_x]), y, rows=np.arange(len(raw.x) + len(raw.test_x)))
 

@@ -118,8 +118,10 @@ def _write_png_folder(folder: Path, pixels: np.ndarray) -> None:
         raise
 
 
-def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per_row: int = 8) -> None:
-    """Generated examples (N, *event_shape) in data units, as a PNG grid or folder, .npy array or CSV table."""
+def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per_row: int = 8,
+                   lengths: np.ndarray | None = None) -> None:
+    """Generated examples (N, *event_shape) in data units, as a PNG grid or folder, .npy array or CSV table;
+    sound as WAV files, cut to `lengths` (samples) where given."""
     path = Path(path)
     suffix = _check_format(path, data)
     if suffix == ".png":
@@ -128,7 +130,7 @@ def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per
     elif suffix == "" and data.kind == AUDIO:
         if path.exists():
             _check_replaceable(path)
-        write_wav_folder(path, examples, data)
+        write_wav_folder(path, examples, data, lengths)
     elif suffix == "":
         _write_png_folder(path, as_pixels(examples, data))
     elif suffix == ".npy":
@@ -138,11 +140,12 @@ def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per
 
 
 def write_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.ndarray, data: DataInfo,
-                          columns_per_row: int = 8) -> None:
-    """Reconstructions beside their originals (PNG grid: alternating rows) or alone (folder, .npy, CSV)."""
+                          columns_per_row: int = 8, lengths: np.ndarray | None = None) -> None:
+    """Reconstructions beside their originals (PNG grid: alternating rows) or alone (folder, .npy, CSV; WAVs cut
+    to the recordings' `lengths`)."""
     path = Path(path)
     if _check_format(path, data) != ".png":
-        write_examples(path, reconstructions, data)
+        write_examples(path, reconstructions, data, lengths=lengths)
         return
     check_grid(path, 2 * len(originals), *as_pixels(originals[:1], data).shape[2:], columns_per_row)
     save_reconstruction_grid(as_pixels(originals, data), as_pixels(reconstructions, data), path, columns_per_row)

@@ -49,10 +49,13 @@ def waves_of(examples: np.ndarray, data: DataInfo) -> np.ndarray:
     return audio_format(data).waveforms(examples)
 
 
-def write_wav_folder(folder: Path, examples: np.ndarray, data: DataInfo) -> None:
-    """One WAV per example, 00000.wav, ..., written to a hidden sibling and renamed into place whole."""
+def write_wav_folder(folder: Path, examples: np.ndarray, data: DataInfo, lengths: np.ndarray | None = None) -> None:
+    """One WAV per example, 00000.wav, ..., written to a hidden sibling and renamed into place whole; each cut to
+    its clip's length before padding where `lengths` gives them (reconstructions of recordings)."""
     rate = audio_format(data).sample_rate
-    waves = waves_of(examples, data)
+    waves = list(waves_of(examples, data))
+    if lengths is not None:
+        waves = [wave[: max(1, int(length))] for wave, length in zip(waves, lengths)]
     with refusals_named(folder):
         temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
         try:
