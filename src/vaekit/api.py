@@ -78,7 +78,7 @@ def _train(
     splits = _splits(config, out, data, labels)
     config = _with_network(_with_batch_size(config, splits, world), splits)
     if config.model.conditional:
-        _check_conditional(splits, world)
+        _check_conditional(splits)
     info = _data_info(config, splits)
     if resume:
         check_same_data(saved_info, info, out)
@@ -150,8 +150,8 @@ def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
     return replace(config, model=replace(model, architecture="conv", conv_channels=channels))
 
 
-def _check_conditional(splits: Splits, world: World) -> None:
-    """A conditional VAE needs labels of two classes or more, in memory, in one process (for now)."""
+def _check_conditional(splits: Splits) -> None:
+    """A conditional VAE needs labels of two classes or more, in memory (a streamed folder's are not, yet)."""
     where = splits.raw.description
     if splits.train.y is None:
         raise UserError(f"{where}: --conditional needs labels, and this data has none; give an image folder class "
@@ -163,8 +163,6 @@ def _check_conditional(splits: Splits, world: World) -> None:
                         "or more")
     if not isinstance(splits.train.x, np.ndarray):
         raise UserError(f"{where}: --conditional reads the data into memory and cannot stream; pass --no-stream")
-    if world.size > 1:
-        raise UserError("--conditional trains in one process for now; launch it without torchrun")
 
 
 def _class_names(config: RunConfig, splits: Splits) -> tuple[str, ...] | None:

@@ -356,3 +356,13 @@ def test_divergence_stops_every_rank_at_the_same_step(tmp_path, digits):
     # Both ranks stop at the same step; torchrun may end the second before it prints the same line.
     lines = {line for line in err.splitlines() if "vaekit train: error: training diverged" in line}
     assert len(lines) == 1 and "at epoch 1, step" in lines.pop()
+
+
+@needs_torchrun
+def test_two_processes_train_a_conditional_run_as_one_does(tmp_path):
+    conditional = ["--data", "digits", "--conditional", *MODEL, *TRAINING, "--epochs", "2"]
+    one = vaekit_train(*conditional, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    finish(torchrun("--master-addr", "127.0.0.1", "--master-port", free_port(), "-m", "vaekit", "train",
+                    *conditional, "--out", tmp_path / "two"))
+    assert_same_run(tmp_path / "two", tmp_path / "one")

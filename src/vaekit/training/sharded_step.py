@@ -31,11 +31,12 @@ class ShardObjective(nn.Module):
         self.model, self.world, self.objective = model, world, objective
 
     def forward(
-        self, x: torch.Tensor, eps: torch.Tensor, global_batch: int, beta: float
+        self, x: torch.Tensor, eps: torch.Tensor, global_batch: int, beta: float, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scaled loss and the shard's sums of the bound, reconstruction and KL terms (3,)."""
+        """The scaled loss and the shard's sums of the bound, reconstruction and KL terms (3,); `labels` are
+        the shard's, for a conditional model."""
         if len(x):
-            terms = self.objective.terms(self.model, Batch(x), noise=eps)
+            terms = self.objective.terms(self.model, Batch(x, labels), noise=eps)
         else:  # a last batch smaller than the ranks leaves this one none of it; it still takes part
             terms = BoundTerms.of_nothing(self.model.latent_dim, x)
         loss = self.objective.shard_loss(terms, global_batch, self.world, beta)
@@ -67,7 +68,7 @@ class ShardStep:
         eps = torch.randn((parts.objective.samples, at.global_batch, parts.model.latent_dim), generator=noise,
                           device=x.device, dtype=x.dtype)
         with parts.precision():
-            loss, sums = self.data_parallel(x, eps[:, shard], at.global_batch, at.beta)
+            loss, sums = self.data_parallel(x, eps[:, shard], at.global_batch, at.beta, batch.labels)
         loss.backward()
         parts.guard.check_on_every_rank(loss, self.world)
         parts.update(at)
