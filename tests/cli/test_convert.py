@@ -84,12 +84,26 @@ def test_convert_renders_inputs_as_the_target_class(conditional_run: Path, class
     assert result.code == 0 and np.load(tmp_path / "all.npy").shape == (30, 1, 8, 8)
 
 
+def test_the_latent_commands_decode_with_the_label_asked_for(conditional_run: Path, classifier, cli, tmp_path):
+    trained = TrainedVAE(conditional_run)
+    x, y = trained.load_inputs()
+    sevens = trained.manifold(5, (0, 1), label=7).reshape(25, 1, 8, 8)
+    assert accuracy(classifier, sevens, np.full(25, 7)) > 0.8
+    paths = trained.interpolate(x[:4], x[4:8], steps=3, labels_from=y[:4], labels_to=y[4:8])
+    assert accuracy(classifier, paths[:, 0], y[:4]) >= 0.75  # decoded with the start's label
+    rows = trained.traverse(dims=[0, 1], steps=3, label=2).reshape(6, 1, 8, 8)
+    assert accuracy(classifier, rows, np.full(6, 2)) > 0.8
+    for command in (["interpolate", "--pairs", "2", "--label", "5"], ["traverse", "--index", "3"],
+                    ["manifold", "--grid", "4", "--label", "1"]):
+        assert cli(command[0], conditional_run, *command[1:], "--out", tmp_path / f"{command[0]}.png").code == 0
+
+
 def test_evaluate_reports_log_p_x_given_y_and_the_report_is_written(conditional_run: Path, cli):
     result = cli("evaluate", conditional_run, "--importance-samples", "20", "--json")
     figures = json.loads(result.out)
     assert result.code == 0 and figures["nll"] > 0 and figures["elbo"] <= -figures["nll"] + 1e-6
     report = (conditional_run / "report.html").read_text()
-    assert "Reconstructions" in report and "Interpolations" not in report
+    assert "Reconstructions" in report and "Interpolations" in report and "Manifold" in report
 
 
 def test_a_conditional_run_resumes_exactly(tmp_path, cli):
@@ -121,7 +135,7 @@ def test_what_a_conditional_run_cannot_do_is_one_line(conditional_run: Path, dig
     one_line(cli("convert", digits_run, "--to-label", "7", "--out", tmp_path / "c.png"),
              "needs a conditional VAE")
     one_line(cli("sample", digits_run, "--per-label", "2", "--out", tmp_path / "c.png"), "need a conditional VAE")
-    one_line(cli("interpolate", conditional_run, "--out", tmp_path / "i.png"), "is a conditional VAE")
+    one_line(cli("manifold", conditional_run, "--label", "ten", "--out", tmp_path / "m.png"), "--label ten")
     assert not any(tmp_path.glob("*.png")) and not (tmp_path / "r").exists()
     copied = Path(shutil.copytree(conditional_run, tmp_path / "copy"))
     one_line(cli("encode", copied, "--data", tmp_path / "t.csv", "--out", tmp_path / "codes.npz"))

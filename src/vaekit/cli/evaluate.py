@@ -107,7 +107,7 @@ def _evaluate(args: argparse.Namespace, trained, world) -> int:  # trained: Trai
         print(json.dumps({"run_dir": args.run_dir, "data": source or trained.data.description, "split": split,
                           **figures.to_dict()}))
     else:
-        _print_figures(figures, f"{source or trained.data.description}, {split} split")
+        _print_figures(figures, f"{source or trained.data.description}, {split} split", trained.conditional)
         if saved_as:
             print(f"saved         as \"{saved_as}\" in {trained.run_dir / 'evaluation.json'} (info, report)")
     return 0
@@ -144,11 +144,12 @@ def _binarize_once(x, seed: int):
     return (drawn * scale).astype(x.dtype)
 
 
-def _print_figures(figures, what: str) -> None:  # figures: vaekit.evaluation.importance.Evaluation
+def _print_figures(figures, what: str, conditional: bool = False) -> None:  # figures: importance.Evaluation
     kl = "  ".join(f"{value:.2f}" for value in figures.kl_per_dim)
+    of = "  -log p(x|y), given each input's label (a conditional run)" if conditional else ""
     print(f"{what}: {figures.examples} examples, K = {figures.importance_samples} importance samples, "
           f"seed {figures.seed}")
-    print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim)")
+    print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim){of}")
     print(f"-ELBO         {-figures.elbo:.2f} nats  (reconstruction {-figures.reconstruction:.2f}, "
           f"KL {figures.kl:.2f}; from the same K = {figures.importance_samples} samples as the NLL)")
     print(f"active units  {figures.active_units} of {figures.latent_dim}  (posterior-mean variance > 0.01)")

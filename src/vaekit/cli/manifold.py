@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_flags(parser)
     parser.add_argument("--grid", type=int, default=20, help="codes per side (default 20)")
     parser.add_argument("--dims", type=parse_int_list, metavar="A,B", help="the two dimensions (default: most KL)")
+    parser.add_argument("--label", metavar="NAME",
+                        help="a conditional run: the class to decode with, by its name (default: the first class)")
     add_out_flag(parser, "output picture (.png)")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -51,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out {args.out}: a manifold is a picture; name --out like manifold.png")
     if args.dims is None:
-        x, _ = trained.load_inputs()
-        kl = trained.kl_per_dimension(x[:KL_EXAMPLES])
+        x, y = trained.load_inputs()
+        kl = trained.kl_per_dimension(x[:KL_EXAMPLES], None if y is None else y[:KL_EXAMPLES])
         dims = tuple(sorted(latent_paths.by_kl(kl)[:2]))
     else:
         dims = tuple(args.dims)
-    images = trained.manifold(args.grid, dims)
+    label = None if args.label is None else int(trained.label_indices([args.label])[0])
+    images = trained.manifold(args.grid, dims, label)
     atomic_write_bytes(args.out, manifold_png(images, trained.data, dims))
     print(f"wrote a {args.grid} x {args.grid} manifold over z{dims[0]} and z{dims[1]} to {args.out}")
     return 0

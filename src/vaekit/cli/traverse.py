@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", type=int, metavar="I",
                         help="sweep around input I's μ(x) (default: the prior's mean)")
     parser.add_argument("--dims", type=parse_int_list, metavar="A,B,...", help="these dimensions (default: by KL)")
+    parser.add_argument("--label", metavar="NAME",
+                        help="a conditional run: the class to decode with, by its name "
+                             "(default: the input's own, or the first class)")
     parser.add_argument("--all", action="store_true", help="inactive dimensions too, marked")
     parser.add_argument("--steps", type=int, default=11, help="codes per row (default 11)")
     parser.add_argument("--span", type=float, default=3.0, help="standard deviations each way (default 3)")
@@ -65,14 +68,16 @@ def run(args: argparse.Namespace) -> int:
     trained = TrainedVAE(args.run_dir, device=args.device)
     kind = picture_or_table(args.out, len(trained.data.event_shape) == 1, True)
     settings = data_overrides(args)
-    x, _ = trained.load_inputs(settings.pop("source", None), None, **settings)
+    x, y = trained.load_inputs(settings.pop("source", None), None, **settings)
     if args.index is not None and not 0 <= args.index < len(x):
         raise UserError(f"--index {args.index}: the inputs are numbered 0 to {len(x) - 1}")
-    kl = trained.kl_per_dimension(x[:KL_EXAMPLES])
+    kl = trained.kl_per_dimension(x[:KL_EXAMPLES], None if y is None else y[:KL_EXAMPLES])
     ranked = latent_paths.by_kl(kl) if args.all else latent_paths.active_dimensions(kl)
     dims = args.dims or ranked or latent_paths.by_kl(kl)[:1]
     base = None if args.index is None else np.asarray(x[args.index : args.index + 1])
-    rows = trained.traverse(base, list(dims), args.steps, args.span, args.posterior_scale)
+    own = None if args.index is None or y is None else np.asarray(y[args.index : args.index + 1])
+    label = None if args.label is None else int(trained.label_indices([args.label])[0])
+    rows = trained.traverse(base, list(dims), args.steps, args.span, args.posterior_scale, labels=own, label=label)
     if kind == "csv":
         offsets = np.linspace(-args.span, args.span, args.steps)
         keys = {"dim": np.repeat(dims, args.steps)[:, None], "offset": np.tile(offsets, len(dims))[:, None]}

@@ -73,12 +73,10 @@ def build_report(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] |
     """The report as one HTML document (str)."""
     material = _material(run, inputs)
     sections = [_settings(run), _data(run), _loss(run), _test_figures(run), _samples(material),
-                _reconstructions(material)]
-    if run.conditional:  # decoding a path or a grid of codes needs a label to decode with: not drawn yet
-        sections += [_kl_section(material), _latent_scatter(material)]
-    else:
-        sections += [_interpolations(material), _traversals(material), _kl_section(material),
-                     _latent_scatter(material)] + ([_manifold(material)] if drawable(run.data) else [])
+                _reconstructions(material), _interpolations(material), _traversals(material),
+                _kl_section(material), _latent_scatter(material)]
+    if drawable(run.data):  # a conditional run's traversals and manifold decode with its first class
+        sections.append(_manifold(material))
     title = f"vaekit run {run.run_dir.name}: {run.data.description}"
     return page(title, sections)
 
@@ -317,7 +315,10 @@ def _interpolations(material: _Material) -> Section:
     run, x = material.run, material.x
     pairs = min(INTERPOLATION_PAIRS, len(x) // 2)
     starts, ends = x[:pairs], x[pairs : 2 * pairs]
-    paths = run.interpolate(starts, ends, steps=INTERPOLATION_STEPS, path="linear")
+    y = material.y
+    paths = run.interpolate(starts, ends, steps=INTERPOLATION_STEPS, path="linear",  # a conditional run: the start's
+                            labels_from=None if y is None else y[:pairs],  # label decodes its path
+                            labels_to=None if y is None else y[pairs : 2 * pairs])
     labels = [f"test {i} → {pairs + i}" for i in range(pairs)]
     png = latent.interpolation_png(starts, paths, ends, run.data, labels, "linear")
     caption = (f"{pairs} pairs of test inputs: each row decodes E[x|z] at {INTERPOLATION_STEPS} equal steps on "

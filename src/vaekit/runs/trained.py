@@ -25,6 +25,7 @@ from vaekit.model import latent_paths
 from vaekit.model.latent_paths import PATHS
 from vaekit.model.objectives import gaussian_kl
 from vaekit.runs.directory import load_model, read_metrics, read_results
+from vaekit.runs.labels import RunLabels
 from vaekit.runtime.device import resolve_device
 
 
@@ -60,33 +61,12 @@ class TrainedVAE:
         self.device = resolve_device(device)
         self.model, self.config, self.data = load_model(self.run_dir, self.device)
         self.codec = self.data.make_codec()
-        self.conditional = bool(self.model.classes)  # q(z|x, y), p(x|z, y): label-taking methods need labels
+        self.labels = RunLabels(self.run_dir, self.data.class_names, self.model.classes, self.device)
+        self.conditional = self.labels.conditional  # q(z|x, y), p(x|z, y): label-taking methods need labels
 
     def label_indices(self, names: list[str] | tuple[str, ...], flag: str = "--label") -> np.ndarray:
         """The class indices of class names as the data gave them (`DataInfo.class_names`)."""
-        known = list(self.data.class_names or ())
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise UserError(f"{flag} {unknown[0]}: not a class of {self.run_dir}, whose classes are "
-                            f"{', '.join(known) if known else 'none (it was trained without labels)'}")
-        return np.array([known.index(name) for name in names], dtype=np.int64)
-
-    def _labels(self, labels: np.ndarray | None, count: int, what: str) -> torch.Tensor | None:
-        """A conditional run's labels (count,) on the device; None for a plain run, which ignores them."""
-        if not self.conditional:
-            return None
-        if labels is None:
-            raise UserError(f"{self.run_dir} is a conditional VAE: {what} needs the inputs' labels (class "
-                            "sub-folders, a --label-column, an .npz's y)")
-        labels = np.asarray(labels)
-        if labels.shape != (count,) or labels.min(initial=0) < 0 or labels.max(initial=0) >= self.model.classes:
-            raise UserError(f"{what}: {self.run_dir} takes one label per input, a class index 0 to "
-                            f"{self.model.classes - 1}, not {labels.shape} values")
-        return torch.as_tensor(labels, dtype=torch.long, device=self.device)
-
-    def _plain_only(self, what: str) -> None:
-        if self.conditional:
-            raise UserError(f"{self.run_dir} is a conditional VAE; {what} is not available for one yet")
+        return self.labels.indices(names, flag)
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -166,20 +146,20 @@ class TrainedVAE:
     def encode(self, x: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """μ(x) and σ(x) of q(z|x) (q(z|x, y) of a conditional run, given the `labels` y), each (N, latent_dim),
         for inputs x in the data's units (uint8 pixels for images)."""
-        loc, log_variance = self.model.encode(Batch(self._to_model(x), self._labels(labels, len(x), "encode")))
+        loc, log_variance = self.model.encode(Batch(self._to_model(x), self.labels.tensor(labels, len(x), "encode")))
         return loc.cpu().numpy(), torch.exp(0.5 * log_variance).cpu().numpy()
 
     @torch.no_grad()
     def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """E[x|z] (E[x|z, y] of a conditional run) for latent codes z (N, latent_dim), in data units."""
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
-        return self.to_data(self.model.decode_mean(z, self._labels(labels, len(z), "decode")))
+        return self.to_data(self.model.decode_mean(z, self.labels.tensor(labels, len(z), "decode")))
 
     @torch.no_grad()
     def reconstruct(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """Decode the posterior mean of each input: x -> μ(x) -> E[x|z=μ(x)] (with its label y, for a
         conditional run), in data units."""
-        y = self._labels(labels, len(x), "reconstruct")
+        y = self.labels.tensor(labels, len(x), "reconstruct")
         loc, _ = self.model.encode(Batch(self._to_model(x), y))
         return self.to_data(self.model.decode_mean(loc, y))
 
@@ -190,8 +170,8 @@ class TrainedVAE:
         if not self.conditional:
             raise UserError(f"{self.run_dir}: convert needs a conditional VAE (vaekit train --conditional); "
                             "this run models x alone")
-        loc, _ = self.model.encode(Batch(self._to_model(x), self._labels(labels, len(x), "convert")))
-        return self.to_data(self.model.decode_mean(loc, self._labels(to_labels, len(x), "convert")))
+        loc, _ = self.model.encode(Batch(self._to_model(x), self.labels.tensor(labels, len(x), "convert")))
+        return self.to_data(self.model.decode_mean(loc, self.labels.tensor(to_labels, len(x), "convert")))
 
     @torch.no_grad()
     def sample(self, count: int, seed: int = 0, temperature: float = 1.0, stochastic: bool = False,
@@ -208,7 +188,7 @@ class TrainedVAE:
         z = temperature * torch.randn(count, self.model.latent_dim, generator=generator, device=self.device)
         if self.conditional and labels is None:
             labels = np.arange(count) % self.model.classes
-        y = self._labels(labels, count, "sample")
+        y = self.labels.tensor(labels, count, "sample")
         if not stochastic:
             return self.to_data(self.model.decode_mean(z, y))
         observation = self.model.observation_model(z, y).base_dist
@@ -220,49 +200,56 @@ class TrainedVAE:
     @torch.no_grad()
     def kl_per_dimension(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The KL of each latent dimension, KL(q(zⱼ|x) ‖ p(zⱼ)) averaged over the inputs x: (D,) nats."""
-        y = self._labels(labels, len(x), "the KL per dimension")
+        y = self.labels.tensor(labels, len(x), "the KL per dimension")
         loc, log_variance = self.model.encode(Batch(self._to_model(x), y))
         return gaussian_kl(loc, log_variance).mean(0).cpu().numpy()
 
     @torch.no_grad()
-    def interpolate(self, x_from: np.ndarray, x_to: np.ndarray, steps: int = 10, path: str = "linear") -> np.ndarray:
+    def interpolate(self, x_from: np.ndarray, x_to: np.ndarray, steps: int = 10, path: str = "linear",
+                    labels_from: np.ndarray | None = None, labels_to: np.ndarray | None = None,
+                    label: int | None = None) -> np.ndarray:
         """Decode the path between the posterior means of x_from[i] and x_to[i]: (N, steps, *event_shape),
-        both ends included, in data units; `path` is linear or slerp (along the great circle)."""
-        self._plain_only("interpolate")
+        both ends included, in data units; `path` is linear or slerp (along the great circle). A conditional
+        run encodes each end with its own label and decodes the path with `label`, by default the start's."""
         if path not in PATHS:
             raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
         if steps < 2:
             raise UserError(f"--steps {steps}: a path needs at least 2 steps (its two ends)")
-        loc_from, _ = self.model.encode(Batch(self._to_model(x_from)))
-        loc_to, _ = self.model.encode(Batch(self._to_model(x_to)))
-        codes = latent_paths.interpolation(loc_from, loc_to, steps, path)
-        return self.to_data(self.model.decode_mean(codes))
+        starts = Batch(self._to_model(x_from), self.labels.tensor(labels_from, len(x_from), "interpolate"))
+        ends = Batch(self._to_model(x_to), self.labels.tensor(labels_to, len(x_to), "interpolate"))
+        (loc_from, _), (loc_to, _) = self.model.encode(starts), self.model.encode(ends)
+        codes = latent_paths.interpolation(loc_from, loc_to, steps, path)  # (N, steps, D)
+        decode_with = self.labels.decoding(label, len(x_from), labels_from)
+        return self.to_data(self.model.decode_mean(codes, None if decode_with is None else decode_with[:, None]))
 
     @torch.no_grad()
     def traverse(self, x: np.ndarray | None = None, dims: list[int] | None = None, steps: int = 11,
-                 span: float = 3.0, posterior_scale: bool = False) -> np.ndarray:
+                 span: float = 3.0, posterior_scale: bool = False, labels: np.ndarray | None = None,
+                 label: int | None = None) -> np.ndarray:
         """Sweep each of `dims` (default all) from −span to +span standard deviations around a base code, the
         other dimensions held: (len(dims), steps, *event_shape). The base is μ(x) of one input x (1, ...), or
         without x the prior's mean 0; the step is the prior's standard deviation 1, or with `posterior_scale`
-        the posterior's σ(x) of that input (a much smaller sweep: how sure the encoder is)."""
-        self._plain_only("traverse")
+        the posterior's σ(x) of that input (a much smaller sweep: how sure the encoder is). A conditional run
+        encodes x with its `labels` and decodes with `label`, by default x's own (or class 0)."""
         dims = list(range(self.model.latent_dim)) if dims is None else self._check_dims(dims, "--dims")
         base = torch.zeros(self.model.latent_dim, device=self.device)
         scales = torch.ones_like(base)
         if x is not None:
-            loc, log_variance = self.model.encode(Batch(self._to_model(x)))
+            inputs = Batch(self._to_model(x), self.labels.tensor(labels, len(x), "traverse"))
+            loc, log_variance = self.model.encode(inputs)
             base = loc[0]
             scales = torch.exp(0.5 * log_variance[0]) if posterior_scale else scales
         elif posterior_scale:
             raise UserError("--posterior-scale needs an input to take σ(x) from: pass --index I")
-        codes = latent_paths.traversal(base, scales, dims, steps, span)
-        return self.to_data(self.model.decode_mean(codes))
+        codes = latent_paths.traversal(base, scales, dims, steps, span)  # (dims, steps, D)
+        decode_with = self.labels.decoding(label, 1, None if x is None or labels is None else labels[:1])
+        return self.to_data(self.model.decode_mean(codes, decode_with))
 
     @torch.no_grad()
-    def manifold(self, grid: int = 20, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
+    def manifold(self, grid: int = 20, dims: tuple[int, int] = (0, 1), label: int | None = None) -> np.ndarray:
         """Decode a grid × grid of codes over two latent dimensions through the inverse Gaussian CDF, the rest
-        at 0 (Kingma & Welling's Figure 4): (grid, grid, *event_shape) in data units."""
-        self._plain_only("manifold")
+        at 0 (Kingma & Welling's Figure 4): (grid, grid, *event_shape) in data units; a conditional run's with
+        `label` (default class 0)."""
         if self.model.latent_dim < 2:
             raise UserError(f"{self.run_dir}: a manifold needs 2 latent dimensions, and this run has 1")
         first, second = self._check_dims(list(dims), "--dims")
@@ -271,7 +258,7 @@ class TrainedVAE:
                 f"--dims {first},{second} --grid {grid}: pick two different dimensions and a grid of 2 or more"
             )
         codes = latent_paths.manifold(self.model.latent_dim, grid, (first, second), self.device)
-        return self.to_data(self.model.decode_mean(codes))
+        return self.to_data(self.model.decode_mean(codes, self.labels.decoding(label, 1)))
 
     @torch.no_grad()
     def latents(self, x: np.ndarray, method: str = "pca", seed: int = 0,
