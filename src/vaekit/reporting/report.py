@@ -9,9 +9,7 @@ saying what it is (the HTML is report_page.py's), so the page opens from a file:
 from __future__ import annotations
 
 import html
-import io
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,10 @@ from vaekit.data.source import AUDIO, TABLE
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
 from vaekit.reporting import latent_pictures as latent
-from vaekit.reporting.outputs import as_pixels, drawable, save_column_histograms
+from vaekit.reporting.outputs import as_pixels, drawable
 from vaekit.reporting.pictures import image_grid, png_bytes
 from vaekit.reporting.report_page import Section, figure, page, table
+from vaekit.reporting.report_plots import curves_png, histograms_png, loss_png
 from vaekit.reporting.sounds import audio_players
 from vaekit.runs.directory import REPORT_FILE, read_evaluations, weights_digest
 from vaekit.runs.files import atomic_write_text
@@ -153,33 +152,6 @@ def _loss(run: TrainedVAE) -> Section:
     return Section("loss", "Loss curves", figure(loss_png(metrics, best), caption, "loss curves"))
 
 
-LOSS_PANELS = (("−ELBO", "elbo", -1.0), ("reconstruction −E[log p(x|z)]", "reconstruction", -1.0),
-               ("KL(q(z|x) ‖ p(z))", "kl", 1.0))
-
-
-def loss_png(metrics: list[dict[str, Any]], best_epoch: int | None) -> bytes:
-    """Three panels (−ELBO, reconstruction, KL) of train and validation per epoch, the best epoch marked."""
-    plt = _pyplot()
-    figure_, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    epochs = np.array([m["epoch"] for m in metrics])
-    for axis, (title, key, sign) in zip(axes, LOSS_PANELS, strict=True):
-        for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
-            values = [sign * m[f"{split}_{key}"] if f"{split}_{key}" in m else np.nan for m in metrics]
-            axis.plot(epochs, values, style, marker="." if len(epochs) < 30 else None, label=name)
-        if axis is axes[0] and "val_iwae" in metrics[0]:  # an IWAE run: its bound beside the −ELBO
-            axis.plot(epochs, [-m["val_iwae"] for m in metrics], ":", label="validation −IWAE bound")
-        if best_epoch is not None:
-            axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("epoch", fontsize=8)
-        axis.tick_params(labelsize=7)
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("nats per example", fontsize=8)
-    axes[0].legend(fontsize=7)
-    figure_.tight_layout()
-    return _png(figure_)
-
-
 def _test_figures(run: TrainedVAE) -> Section:
     results = run.results
     if not results:
@@ -214,7 +186,16 @@ def _evaluations(run: TrainedVAE) -> str:
 def _samples(material: _Material) -> Section:
     run = material.run
     seed = run.config.train.seed
-    if drawable(run.data):
+    if drawable(run.data) and run.conditional:  # a row per class, as `sample --per-label` draws them
+        per_class = max(1, SAMPLES // run.model.classes)
+        labels = np.repeat(np.arange(run.model.classes), per_class)
+        rows = run.sample(len(labels), seed=seed, labels=labels).reshape(run.model.classes, per_class,
+                                                                         *run.data.event_shape)
+        png = latent.labelled_grid(rows, run.data, list(run.data.class_names or ()), [""] * per_class,
+                                   "decoded means E[x|z, y] for z ~ p(z), a row per class y")
+        body = figure(png, f"{per_class} samples of each class: E[x|z, y] for z ~ N(0, I), decoded with the "
+                      "row's label (vaekit sample --per-label).", "samples by class")
+    elif drawable(run.data):
         means, draws = run.sample(SAMPLES, seed=seed), run.sample(SAMPLES, seed=seed, stochastic=True)
         body = (figure(_grid(means, run), f"{SAMPLES} decoded means E[x|z] for z ~ p(z) = N(0, I).", "samples")
                 + (audio_players(means[:CLIPS], run.data, f"The first {CLIPS} of them as sound (Griffin-Lim).")
@@ -226,41 +207,17 @@ def _samples(material: _Material) -> Section:
         if material.x is None:
             return _left_out("samples", "Samples", material)
         draws = run.sample(TABLE_SAMPLES, seed=seed, stochastic=True)
-        body = figure(_histograms(material.x, draws, run), "Per column: a histogram of the test rows against "
+        body = figure(histograms_png(material.x, draws, run), "Per column: a histogram of the test rows against "
                       f"{TABLE_SAMPLES} rows drawn x ~ p(x|z), z ~ p(z), in the table's own units.", "histograms")
     else:
         means = run.sample(CURVES, seed=seed)
         caption = f"{CURVES} decoded means E[x|z] for z ~ p(z), each a line over the array's positions."
-        body = figure(_curves([("sample", means)], "samples E[x|z]"), caption, "sample curves")
+        body = figure(curves_png([("sample", means)], "samples E[x|z]"), caption, "sample curves")
     return Section("samples", "Samples", body)
 
 
 def _grid(examples: np.ndarray, run: TrainedVAE) -> bytes:  # (N, *event_shape) in data units
     return png_bytes(image_grid(as_pixels(examples, run.data), columns=8))
-
-
-def _histograms(x: np.ndarray, samples: np.ndarray, run: TrainedVAE) -> bytes:
-    # save_column_histograms draws to a file; a scratch folder keeps one drawing of the histograms
-    with tempfile.TemporaryDirectory(prefix="vaekit-report-") as scratch:
-        picture = Path(scratch) / "histograms.png"
-        save_column_histograms(x, samples, run.data.columns, picture, title="data (test split) and samples")
-        return picture.read_bytes()
-
-
-def _curves(series: list[tuple[str, np.ndarray]], title: str) -> bytes:
-    """Flat examples (N, ...) as lines over their positions, one colour per example, one style per series."""
-    plt = _pyplot()
-    figure_, axis = plt.subplots(figsize=(8, 3))
-    for (name, values), style in zip(series, ("-", "--", ":"), strict=False):
-        flat = values.reshape(len(values), -1)
-        for index, row in enumerate(flat):
-            axis.plot(row, style, color=f"C{index}", linewidth=1, label=f"{name} {index}")
-    axis.set_xlabel("position in the flattened array", fontsize=8)
-    axis.set_title(title, fontsize=9)
-    axis.tick_params(labelsize=7)
-    axis.legend(fontsize=6, ncol=len(series))
-    figure_.tight_layout()
-    return _png(figure_)
 
 
 def _reconstructions(material: _Material) -> Section:
@@ -288,7 +245,7 @@ def _reconstructions(material: _Material) -> Section:
     errors = outputs.astype(np.float64) - x
     if run.data.kind == TABLE:
         return Section("reconstructions", "Reconstructions", _column_errors(errors, x, run))
-    body = figure(_curves([("input", x[:CURVES]), ("reconstruction", outputs[:CURVES])],
+    body = figure(curves_png([("input", x[:CURVES]), ("reconstruction", outputs[:CURVES])],
                           "test inputs (solid) and reconstructions (dashed)"),
                   f"{CURVES} test inputs (solid) and their reconstructions E[x|z = μ(x)] (dashed); root mean "
                   f"square error over {len(x):,} test examples: {np.sqrt(np.mean(errors ** 2)):.4g}.",
@@ -378,20 +335,3 @@ def _manifold(material: _Material) -> Section:
                "(as in Kingma & Welling's Figure 4).")
     return Section("manifold", "Manifold", figure(latent.manifold_png(images, run.data, (first, second)), caption,
                                                  "manifold"))
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: pictures are only ever written
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(figure_: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure_.savefig(buffer, format="png", bbox_inches="tight")
-    _pyplot().close(figure_)
-    return buffer.getvalue()
-
