@@ -151,7 +151,7 @@ def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
 
 
 def _check_conditional(splits: Splits) -> None:
-    """A conditional VAE needs labels of two classes or more, in memory (a streamed folder's are not, yet)."""
+    """A conditional VAE needs labels of two classes or more."""
     where = splits.raw.description
     if splits.train.y is None:
         raise UserError(f"{where}: --conditional needs labels, and this data has none; give an image folder class "
@@ -161,8 +161,6 @@ def _check_conditional(splits: Splits) -> None:
         only = splits.raw.class_names[classes[0]] if splits.raw.class_names else classes[0]
         raise UserError(f"{where}: every training example has the label {only}; --conditional needs two classes "
                         "or more")
-    if not isinstance(splits.train.x, np.ndarray):
-        raise UserError(f"{where}: --conditional reads the data into memory and cannot stream; pass --no-stream")
 
 
 def _class_names(config: RunConfig, splits: Splits) -> tuple[str, ...] | None:

@@ -196,3 +196,10 @@ def test_streaming_memory_stays_flat_as_the_folder_grows(tmp_path):
     # the control, which holds the pixels at least once (more while it stacks them), 37-41 MiB above.
     assert streamed_large - streamed_small < decoded_growth / 3
     assert in_memory_large - streamed_large > decoded_growth / 2
+
+
+def test_a_conditional_run_streams_with_its_labels_as_it_trains_in_memory(folder, tmp_path, cli):
+    train = ["train", "--data", folder, "--conditional", *MODEL, "--epochs", "2", "--batch-size", "32", "--quiet"]
+    assert cli(*train, "--no-stream", "--out", tmp_path / "memory").code == 0
+    assert cli(*train, "--stream", "--workers", "1", "--out", tmp_path / "streamed").code == 0
+    assert untimed(tmp_path / "streamed") == untimed(tmp_path / "memory")

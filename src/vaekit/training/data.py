@@ -28,7 +28,7 @@ class TrainingData:
     def __init__(self, stored: Any, codec: Codec, batch_size: int, device: torch.device, world: World,
                  workers: int = 0, description: str = "data", labels: np.ndarray | None = None):
         """`stored` is the training split in stored form (an array, or a streamed folder); `workers` the
-        processes that decode a streamed folder; `labels` go with each batch (a conditional model's, in memory)."""
+        processes that decode a streamed folder; `labels` go with each batch (a conditional model's)."""
         self.codec, self.batch_size, self.device, self.world, self.workers = codec, batch_size, device, world, workers
         self.streamed = is_streamed(stored)
         self.stored = stored if self.streamed else torch.from_numpy(stored).to(device)
@@ -53,35 +53,25 @@ class TrainingData:
 
     def batches(self, order: torch.Tensor, first_step: int) -> Iterator[tuple[int, Batch]]:
         """From step `first_step` of an epoch on: each global batch's size, and this rank's shard of it
-        (all of it for one process) on the device, in model units."""
-        if self.labels is not None:  # in memory (a conditional run does not stream)
-            for examples, stored, index in self._indexed_batches(order, first_step):
-                yield examples, Batch(self.codec.to_model(stored), self.labels.index_select(0, index))
-            return
-        for examples, stored in self._stored_batches(order, first_step):
-            yield examples, Batch(self.codec.to_model(stored))
+        (all of it for one process) on the device, in model units, with its labels where they are kept."""
+        for examples, stored, index in self._stored_batches(order, first_step):
+            labels = None if self.labels is None else self.labels.index_select(0, index.to(self.labels.device))
+            yield examples, Batch(self.codec.to_model(stored), labels)
 
-    def _shards(self, order: torch.Tensor, first_step: int) -> tuple[range, Iterator[torch.Tensor]]:
+    def _stored_batches(self, order: torch.Tensor, first_step: int
+                        ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Each batch's size, this rank's shard of it in stored form on the device, and the shard's indices."""
         batch, world = self.batch_size, self.world
         starts = range(first_step * batch, len(order), batch)
-        return starts, (order[start : start + batch][world.shard(min(batch, len(order) - start))] for start in starts)
-
-    def _indexed_batches(self, order: torch.Tensor, first_step: int
-                         ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        starts, shards = self._shards(order, first_step)
-        for start, index in zip(starts, shards):
-            # index_select copies whole rows, several times faster than t[index] (docs/performance.md).
-            yield min(self.batch_size, len(order) - start), self.stored.index_select(0, index), index
-
-    def _stored_batches(self, order: torch.Tensor, first_step: int) -> Iterator[tuple[int, torch.Tensor]]:
+        shards = [order[start : start + batch][world.shard(min(batch, len(order) - start))] for start in starts]
         if not self.streamed:
-            for examples, stored, _ in self._indexed_batches(order, first_step):
-                yield examples, stored
+            for start, index in zip(starts, shards):
+                # index_select copies whole rows, several times faster than t[index] (docs/performance.md).
+                yield min(batch, len(order) - start), self.stored.index_select(0, index), index
             return
-        starts, shards = self._shards(order, first_step)
-        decoded = stored_batches(self.stored, shards, self.workers, pin_memory=self.device.type == "cuda")
-        for start, stored in zip(starts, decoded):
-            yield min(self.batch_size, len(order) - start), stored.to(self.device, non_blocking=True)
+        decoded = stored_batches(self.stored, iter(shards), self.workers, pin_memory=self.device.type == "cuda")
+        for start, index, stored in zip(starts, shards, decoded):
+            yield min(batch, len(order) - start), stored.to(self.device, non_blocking=True), index
 
     def mean(self) -> torch.Tensor:
         """The mean of the first MEAN_EXAMPLES training examples (a random sample: the split is shuffled) in
