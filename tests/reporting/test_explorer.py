@@ -226,7 +226,7 @@ def test_http_server_s_own_refusals_are_one_plain_line_too(url):
 
 
 def test_a_failure_of_ours_is_a_500_in_one_line_logged_and_survived(url, digits_explorer, monkeypatch, caplog):
-    def broken(z):
+    def broken(z, label=None):
         raise RuntimeError("the decoder fell over\nwith a second line")
 
     monkeypatch.setattr(digits_explorer, "decode", broken)
@@ -340,3 +340,39 @@ def test_the_page_of_a_table_run_shows_numbers(browser, table_run, tmp_path):
         assert page.locator("#path-output tr").count() == 1 + 8  # the header and the default 8 steps
         page.screenshot(path=str(tmp_path / "explore-table.png"), full_page=True)
     assert (tmp_path / "explore-table.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    from vaekit.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "digits-c"
+    assert main(["train", "--data", "digits", "--conditional", "--latent-dim", "2", "--epochs", "5", "--quiet",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_a_conditional_run_decodes_the_class_it_is_asked_for(conditional_run):
+    explorer = Explorer(TrainedVAE(conditional_run))
+    with serving(explorer) as base:
+        assert info(base)["classes"] == [str(i) for i in range(10)]
+        images = {label: post(base, "api/decode", {"z": [0, 0], "label": label})[2] for label in (0, 7)}
+        assert images[0] != images[7] and images[0].startswith(PNG_MAGIC)
+        assert post(base, "api/decode", {"z": [0, 0]})[2] == images[0]  # by default the first class
+        encoded = json.loads(post(base, "api/encode", {"index": 3})[2])
+        assert encoded["label"] == int(explorer.strip_y[3])
+        status, _, reason = post(base, "api/decode", {"z": [0, 0], "label": 10})
+        assert status == 400 and '"label"' in reason.decode()
+    with serving(Explorer(TrainedVAE(conditional_run))) as base:
+        assert post(base, "api/interpolate", {"from": 0, "to": 5, "steps": 3})[0] == 200
+
+
+def test_the_page_of_a_conditional_run_has_a_class_selector(browser, conditional_run):
+    with explore_command(conditional_run) as url, page_of(browser, url) as page:
+        assert page.locator("#label option").count() == 10 and page.is_visible("#label")
+        before = page.get_attribute("#decoded", "src")
+        page.select_option("#label", "7")
+        page.wait_for_function("before => document.querySelector('#decoded').src !== before", arg=before)
+        page.locator(".example").nth(2).click()
+        own = json.loads(post(url, "api/encode", {"index": 2})[2])["label"]
+        page.wait_for_function("own => document.querySelector('#label').value === String(own)", arg=own)

@@ -43,16 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.errors import UserError
     from vaekit.reporting.explorer import Explorer
     from vaekit.reporting.explorer_server import make_server
     from vaekit.runs.trained import TrainedVAE
 
-    trained = TrainedVAE(args.run_dir, device=args.device)
-    if trained.conditional:
-        raise UserError(f"{trained.run_dir} is a conditional VAE, and the explorer has no label selector yet; "
-                        "use vaekit sample --label and vaekit convert")
-    explorer = Explorer(trained)
+    explorer = Explorer(TrainedVAE(args.run_dir, device=args.device))
     server = make_server(explorer, args.port)
     # flush: whoever started us through a pipe (a test, a script) reads the URL now, not at exit
     print(f"serving {args.run_dir} at {server.url} — Ctrl-C stops it", flush=True)

@@ -9,8 +9,8 @@ request body; `explorer_server.ExplorerHandler` turns HTTP requests into those c
     GET  /api/info                  kind, the shown dimensions and their KL, the strip's size and labels
     GET  /api/example/<i>.png       a thumbnail of strip example i (drawable data only)
     GET  /api/example/<i>.json      strip example i's values in data units
-    POST /api/decode                {"z": [D numbers]} -> E[x|z] as PNG or {"values": [...]}
-    POST /api/encode                {"index": i} -> {"loc": μ(x_i), "scale": σ(x_i)}
+    POST /api/decode                {"z": [D numbers][, "label": y]} -> E[x|z] (E[x|z, y]) as PNG or {"values": [...]}
+    POST /api/encode                {"index": i} -> {"loc": μ(x_i), "scale": σ(x_i)[, "label": y_i]}
     POST /api/interpolate           {"from": i, "to": j, "steps": n[, "path": "linear"|"slerp"]} -> PNG strip or values
 
 A bad request gets a 4xx with a one-line plain-text reason; a failure of ours a 500 with one line and
@@ -46,12 +46,12 @@ def _plain_floats(values: np.ndarray) -> list[Any]:
     return np.vectorize(lambda v: float(str(np.float32(v))), otypes=[object])(values).tolist()
 
 
-def _kl_over(trained: TrainedVAE, x: np.ndarray) -> np.ndarray:
-    """KL(q(zⱼ|x) ‖ p(zⱼ)) averaged over all of x, in chunks: (D,) nats."""
+def _kl_over(trained: TrainedVAE, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    """KL(q(zⱼ|x) ‖ p(zⱼ)) averaged over all of x (with its labels y, for a conditional run), in chunks: (D,) nats."""
     total = np.zeros(trained.model.latent_dim)
     for start in range(0, len(x), KL_CHUNK):
         chunk = x[start : start + KL_CHUNK]
-        total += trained.kl_per_dimension(chunk) * len(chunk)
+        total += trained.kl_per_dimension(chunk, None if y is None else y[start : start + KL_CHUNK]) * len(chunk)
     return total / len(x)
 
 
@@ -76,8 +76,10 @@ class Explorer:
             raise UserError(f"{trained.run_dir}: its test split is empty, so there is nothing to explore")
         picks = np.unique(np.linspace(0, len(x) - 1, min(strip_size, len(x))).round().astype(int))
         self.strip = x[picks]  # (S, *event_shape), spread over the split rather than its first few
+        self.strip_y = None if y is None else np.asarray(y)[picks]
         self.labels = [self._label_name(y[i]) for i in picks] if y is not None else [None] * len(picks)
-        self.kl = _kl_over(trained, x)
+        self.classes = trained.model.classes  # > 0: a conditional run, which decodes with a class the page picks
+        self.kl = _kl_over(trained, x, y)
         self.dims = shown_dimensions(self.kl)
         self._lock = threading.Lock()
 
@@ -99,6 +101,7 @@ class Explorer:
             "active_kl_nats": latent_paths.ACTIVE_KL, "examples": len(self.strip), "labels": self.labels,
             "columns": list(self.data.columns) if self.data.columns else None,
             "slider_span": SLIDER_SPAN, "max_abs_z": MAX_ABS_Z, "steps": [MIN_STEPS, MAX_STEPS], "paths": list(PATHS),
+            "classes": list(self.data.class_names or ()) if self.classes else None,
         }
 
     def check_index(self, index: int, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> int:
@@ -123,23 +126,29 @@ class Explorer:
                                f"{self.data.event_shape} cannot be drawn; GET /api/example/{index}.json")
         return self.render(self.strip[index : index + 1])
 
-    def decode(self, z: np.ndarray) -> Reply:
-        """E[x|z] of one code z (1, D)."""
+    def decode(self, z: np.ndarray, label: int | None = None) -> Reply:
+        """E[x|z] of one code z (1, D); a conditional run's E[x|z, y] of the class `label`."""
         with self._lock:
-            return self.render(self.trained.decode(z))
+            return self.render(self.trained.decode(z, None if label is None else np.array([label])))
 
-    def encode(self, index: int) -> dict[str, list[float]]:
-        """μ and σ of q(z|x) for strip example `index`, each D numbers."""
+    def encode(self, index: int) -> dict[str, Any]:
+        """μ and σ of q(z|x) for strip example `index`, each D numbers; a conditional run's q(z|x, y) with the
+        example's own label, which it gives too."""
+        own = None if self.strip_y is None else self.strip_y[self.check_index(index) : index + 1]
         with self._lock:
-            loc, scale = self.trained.encode(self.strip[self.check_index(index) : index + 1])
-        return {"loc": loc[0].tolist(), "scale": scale[0].tolist()}
+            loc, scale = self.trained.encode(self.strip[self.check_index(index) : index + 1], own)
+        label = {"label": int(own[0])} if self.classes and own is not None else {}
+        return {"loc": loc[0].tolist(), "scale": scale[0].tolist(), **label}
 
     def interpolate(self, start: int, end: int, steps: int, path: str) -> Reply:
         """The decoded path between two strip examples' posterior means, both ends included."""
         self.check_index(start)
         self.check_index(end)
         with self._lock:
-            decoded = self.trained.interpolate(self.strip[start : start + 1], self.strip[end : end + 1], steps, path)
+            y = self.strip_y
+            labels = (None, None) if y is None else (y[start : start + 1], y[end : end + 1])
+            decoded = self.trained.interpolate(self.strip[start : start + 1], self.strip[end : end + 1], steps, path,
+                                               *labels)
         return self.render(decoded[0], columns=steps)
 
 

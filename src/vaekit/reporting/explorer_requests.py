@@ -78,9 +78,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def latent_code(body: dict[str, Any], latent_dim: int) -> np.ndarray:
-    """The body's "z" as one finite code (1, D) within ±MAX_ABS_Z."""
-    expect_fields(body, ("z",))
+def latent_code(body: dict[str, Any], latent_dim: int, classes: int = 0) -> tuple[np.ndarray, int | None]:
+    """The body's "z" as one finite code (1, D) within ±MAX_ABS_Z, and for a conditional run (`classes` > 0)
+    its "label", the class to decode with (default 0)."""
+    expect_fields(body, ("z",), ("label",) if classes else ())
+    label = integer_field(body, "label", 0, classes - 1) if classes and "label" in body else (0 if classes else None)
     z = body["z"]
     if not isinstance(z, list) or not all(_is_number(v) for v in z):
         raise RequestError(HTTPStatus.BAD_REQUEST, f'"z" must be a list of {latent_dim} numbers')
@@ -92,7 +94,7 @@ def latent_code(body: dict[str, Any], latent_dim: int) -> np.ndarray:
         if abs(value) > MAX_ABS_Z:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"z[{i}] = {value} is beyond ±{MAX_ABS_Z:g}, where the prior "
                                f"N(0, 1) has no mass; keep |z| ≤ {MAX_ABS_Z:g}")
-    return np.asarray(z, dtype=np.float32)[None]
+    return np.asarray(z, dtype=np.float32)[None], label
 
 
 def integer_field(body: dict[str, Any], name: str, low: int, high: int) -> int:

@@ -56,7 +56,7 @@ def _page(server: ExplorerServer, match: re.Match[str], body: dict[str, Any] | N
 
 
 def _decode(server: ExplorerServer, match: re.Match[str], body: dict[str, Any] | None) -> Reply:
-    return server.explorer.decode(latent_code(body or {}, server.explorer.latent_dim))
+    return server.explorer.decode(*latent_code(body or {}, server.explorer.latent_dim, server.explorer.classes))
 
 
 def _encode(server: ExplorerServer, match: re.Match[str], body: dict[str, Any] | None) -> Reply:
