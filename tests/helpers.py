@@ -98,4 +98,5 @@ OTHER_MODELS = [  # what else a graphed step must take as the eager one does
     {"model": {"architecture": "conv", "conv_channels": (8, 16)}},  # launched eagerly on a GPU, for now
     {"model": {"activation": "gated"}},
     {"model": {"likelihood": "gaussian"}},
+    {"model": {"conditional": True}},  # labels in a buffer of the graph's beside x
 ]

@@ -32,7 +32,8 @@ def trainer(tmp_path: Path, graphs: bool, overrides: dict | None = None, hooks: 
     config = tiny(**settings).with_overrides(overrides or {})
     splits = load_data(config.data)
     torch.manual_seed(0)
-    model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
+    classes = len(splits.raw.class_names or ()) if config.model.conditional else 0
+    model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits), classes)
     result = Trainer(model, splits, config.train, tmp_path / str(graphs), torch.device("cpu"),
                      binarize_dynamically=True, progress_bar=False,
                      hooks=replace(hooks, new_graph=RerunGraph if graphs else None))

@@ -2,7 +2,8 @@
 
 The graph's body is the eager step's forward and backward with β and the step size as tensors, and
 the finite check turned into a flag that makes Adam skip its update (the host reads it after the
-replay). Partial batches, and every batch after a capture fails, take the eager step itself.
+replay). Partial batches, and every batch after a capture fails, take the eager step itself. A conditional
+model's labels sit in a buffer of the graph's beside x, copied in before each replay.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class GraphedStep:
         self.captured: CapturedStep | None = None
         self.failed = False  # a capture failed: every step is eager from then on
         self.gradients: list[torch.Tensor] = []  # the parameters whose gradient sums the graph checks
+        self.labels: torch.Tensor | None = None  # the graph's own copy of a conditional batch's labels
 
     def __call__(self, batch: Batch, at: StepAt) -> torch.Tensor:
         if self.failed or len(batch) != self.batch_size:
@@ -51,6 +53,8 @@ class GraphedStep:
         if captured is None:
             return self.eager(batch, at)
         parts = self.eager.parts
+        if self.labels is not None:
+            self.labels.copy_(batch.labels)
         found_inf, checks, sums = captured.replay(batch.x, at.beta, at.learning_rate)
         if found_inf.item():  # the graph skipped Adam's update: nothing reached the weights
             raise NonFinite(parts.guard.culprit(checks, self.gradients))
@@ -61,6 +65,7 @@ class GraphedStep:
         """Capture the step for batches like `batch`; None (and eager steps from now on) where it fails."""
         parts = self.eager.parts
         parts.optimizer.init_state()  # inside the graph, Adam's state must already exist
+        self.labels = None if batch.labels is None else batch.labels.detach().clone()
         state = [*parts.guard.parameters, *(t for s in parts.optimizer.state.values() for t in s.values())]
         try:
             self.captured = CapturedStep(self._body, batch.x, parts.randomness.noise, state,
@@ -78,7 +83,7 @@ class GraphedStep:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step as the graph holds it, returning (found_inf, the checked values, the sums for the record)."""
         parts = self.eager.parts
-        loss, terms = self.eager.forward_backward(Batch(x), beta, autocast_cache=False)
+        loss, terms = self.eager.forward_backward(Batch(x, self.labels), beta, autocast_cache=False)
         self.gradients, checks = parts.guard.values(loss)
         found_inf = (~torch.isfinite(checks).all()).to(torch.float32)
         parts.optimizer.step(lr=learning_rate, found_inf=found_inf)

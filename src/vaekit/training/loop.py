@@ -81,8 +81,6 @@ def choose_step(parts: StepParts, config: TrainConfig, device: torch.device, wor
     if world.size > 1:
         return ShardStep(parts, world, device, config.batch_size)
     eager = EagerStep(parts)
-    if getattr(parts.model, "classes", 0):  # a conditional model: a graph's captured batch holds no labels
-        return eager
     if new_graph is not None:
         return GraphedStep(eager, config.batch_size, new_graph)
     if config.cuda_graphs and graphs_suit(parts.model, device):
