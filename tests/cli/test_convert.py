@@ -139,3 +139,32 @@ def test_what_a_conditional_run_cannot_do_is_one_line(conditional_run: Path, dig
     assert not any(tmp_path.glob("*.png")) and not (tmp_path / "r").exists()
     copied = Path(shutil.copytree(conditional_run, tmp_path / "copy"))
     one_line(cli("encode", copied, "--data", tmp_path / "t.csv", "--out", tmp_path / "codes.npz"))
+
+
+@pytest.mark.parametrize("settings", [["--objective", "iwae", "--iwae-samples", "3"], ["--activation", "gated"],
+                                      ["--architecture", "conv", "--conv-channels", "8"],
+                                      ["--warmup-epochs", "1", "--free-bits", "0.1", "--beta", "0.5"]],
+                         ids=["iwae", "gated", "conv", "warm-up, free bits, beta"])
+def test_every_objective_and_network_trains_conditionally(settings, tmp_path, cli):
+    result = cli("train", "--data", "digits", "--conditional", "--epochs", "1", "--latent-dim", "2", "--quiet",
+                 *settings, "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert TrainedVAE(tmp_path / "run").sample(4, labels=np.array([0, 1, 2, 3])).shape == (4, 1, 8, 8)
+
+
+def test_a_table_converts_in_its_own_units_and_columns(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    groups = ["short", "tall"]
+    rows = [f"{170 + 10 * (i % 2) + rng.normal():.2f},{60 + 15 * (i % 2) + rng.normal():.2f},{groups[i % 2]}"
+            for i in range(200)]
+    (tmp_path / "people.csv").write_text("height,weight,group\n" + "\n".join(rows) + "\n")
+    train = ["train", "--data", tmp_path / "people.csv", "--label-column", "group", "--conditional", "--epochs", "20",
+             "--latent-dim", "1", "--batch-size", "32", "--quiet", "--out", tmp_path / "run"]
+    assert cli(*train).code == 0
+    result = cli("convert", tmp_path / "run", "--data", tmp_path / "people.csv", "--label-column", "group",
+                 "--to-label", "tall", "--out", tmp_path / "tall.csv")
+    assert result.code == 0, result.err
+    lines = (tmp_path / "tall.csv").read_text().splitlines()
+    assert lines[0] == "height,weight" and len(lines) == 201
+    converted = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    assert abs(converted[:, 0].mean() - 180) < 3 and abs(converted[:, 1].mean() - 75) < 4  # every row made tall
