@@ -11,10 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from vaekit.errors import UserError
 from vaekit.reporting.pictures import check_grid, image_grid, png_bytes, save_figure, save_reconstruction_grid
 from vaekit.reporting.sounds import spectrogram_pixels, write_wav_folder
 from vaekit.runs.directory import DataInfo
-from vaekit.runs.files import atomic_write_bytes, atomic_write_text, default_mode
+from vaekit.runs.files import atomic_write_bytes, atomic_write_folder, atomic_write_text
 
 FORMATS = (".png", ".npy", ".csv", "")  # "" is a folder of PNG files (of WAV files for sound)
 NUMBERED_PNG = re.compile(r"\d+\.(png|wav)")  # the names _write_png_folder and write_wav_folder give
@@ -103,19 +100,13 @@ def _write_png_folder(folder: Path, pixels: np.ndarray) -> None:
     """One PNG per example, 00000.png, ..., written to a hidden sibling and renamed into place whole."""
     if folder.exists():
         _check_replaceable(folder)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
-        os.chmod(temporary, default_mode(directory=True))  # mkdtemp's 0o700, as mkdir would under the umask
-        digits = max(5, len(str(len(pixels) - 1)))
-        for i, picture in enumerate(pixels):
-            array = picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)
-            (temporary / f"{i:0{digits}d}.png").write_bytes(png_bytes(Image.fromarray(array)))
-        if folder.exists():
-            shutil.rmtree(folder)  # the CLI has already refused unless --overwrite was given
-        temporary.rename(folder)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    digits = max(5, len(str(len(pixels) - 1)))
+    atomic_write_folder(folder, ((f"{i:0{digits}d}.png", _png_of(picture)) for i, picture in enumerate(pixels)))
+
+
+def _png_of(picture: np.ndarray) -> bytes:
+    """One (C, H, W) uint8 picture as PNG: grey for one channel, RGB for three."""
+    return png_bytes(Image.fromarray(picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)))
 
 
 def write_examples(path: Path, examples: np.ndarray, data: DataInfo, columns_per_row: int = 8,

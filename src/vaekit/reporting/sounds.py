@@ -9,9 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ import numpy as np
 from vaekit.data.spectrogram import FLOOR, AudioFormat
 from vaekit.errors import UserError
 from vaekit.runs.directory import DataInfo
-from vaekit.runs.files import default_mode, refusals_named
+from vaekit.runs.files import atomic_write_folder
 
 
 def audio_format(data: DataInfo) -> AudioFormat:
@@ -56,19 +53,8 @@ def write_wav_folder(folder: Path, examples: np.ndarray, data: DataInfo, lengths
     waves = list(waves_of(examples, data))
     if lengths is not None:
         waves = [wave[: max(1, int(length))] for wave, length in zip(waves, lengths)]
-    with refusals_named(folder):
-        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-        try:
-            os.chmod(temporary, default_mode(directory=True))
-            digits = max(5, len(str(len(waves) - 1)))
-            for i, wave in enumerate(waves):
-                (temporary / f"{i:0{digits}d}.wav").write_bytes(wav_bytes(wave, rate))
-            if folder.exists():
-                shutil.rmtree(folder)  # the caller has refused unless --overwrite was given
-            temporary.rename(folder)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+    digits = max(5, len(str(len(waves) - 1)))
+    atomic_write_folder(folder, ((f"{i:0{digits}d}.wav", wav_bytes(wave, rate)) for i, wave in enumerate(waves)))
 
 
 def audio_players(examples: np.ndarray, data: DataInfo, caption: str) -> str:

@@ -15,7 +15,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +101,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             Path(temporary).unlink(missing_ok=True)
             raise
     _fsync_directory(path.parent)
+
+
+def atomic_write_folder(folder: Path, files: Iterable[tuple[str, bytes]]) -> None:
+    """Replace the folder `folder` by one holding `files` (name, bytes) at once: they are written to a hidden
+    sibling (`.NAME.XXXX.tmp`), which is renamed into place whole; an old folder is removed just before."""
+    folder = Path(folder)
+    with refusals_named(folder):
+        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        try:
+            os.chmod(temporary, default_mode(directory=True))  # mkdtemp's 0o700, as mkdir would under the umask
+            for name, data in files:
+                (temporary / name).write_bytes(data)
+            if folder.exists():
+                shutil.rmtree(folder)  # the caller has refused unless --overwrite was given
+            temporary.rename(folder)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
 
 
 def append_durably(path: Path, text: str) -> None:
