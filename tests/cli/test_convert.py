@@ -136,6 +136,7 @@ def test_what_a_conditional_run_cannot_do_is_one_line(conditional_run: Path, dig
              "needs a conditional VAE")
     one_line(cli("sample", digits_run, "--per-label", "2", "--out", tmp_path / "c.png"), "need a conditional VAE")
     one_line(cli("manifold", conditional_run, "--label", "ten", "--out", tmp_path / "m.png"), "--label ten")
+    one_line(cli("gradient-variance", conditional_run, "--draws", "4", "--out", tmp_path / "g"), "conditional VAE")
     assert not any(tmp_path.glob("*.png")) and not (tmp_path / "r").exists()
     copied = Path(shutil.copytree(conditional_run, tmp_path / "copy"))
     one_line(cli("encode", copied, "--data", tmp_path / "t.csv", "--out", tmp_path / "codes.npz"))

@@ -91,6 +91,8 @@ def test_a_sound_run_trains_a_conv_net_and_writes_wavs_pictures_and_players(tone
     wave, rate = soundfile.read(clips[0])
     assert rate == RATE and len(wave) == config["data"]["audio"]["samples"]
     assert cli("sample", tone_run, "--n", "4", "--out", tmp_path / "grid.png").code == 0
+    refused = cli("sample", tone_run, "--out", tmp_path / "one.wav")
+    assert refused.code == 2 and "for sound, WAV files" in refused.err
     assert cli("reconstruct", tone_run, "--data", tones / "low" / "05.wav", "--out", tmp_path / "one").code == 0
     (rebuilt,) = (tmp_path / "one").glob("*.wav")
     assert len(soundfile.read(rebuilt)[0]) == len(soundfile.read(tones / "low" / "05.wav")[0])  # padding cut off

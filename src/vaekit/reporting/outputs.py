@@ -53,7 +53,8 @@ def _check_format(path: Path, data: DataInfo) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(
-            f"{path}: unknown output type {suffix}; use .png (images), .npy, .csv (tables) or a folder name"
+            f"{path}: unknown output type {suffix}; use .png (images, spectrograms), .npy, .csv (tables) or a folder "
+            "name (of PNG or, for sound, WAV files)"
         )
     if suffix in (".png", "") and not drawable(data):
         raise UserError(f"{path}: this run models {data.kind} data of shape {data.event_shape}, which cannot be "

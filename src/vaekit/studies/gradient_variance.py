@@ -294,6 +294,9 @@ def trained_model_and_batch(
     from vaekit.runs.directory import load_model
 
     model, config, info = load_model(run_dir, device)
+    if model.classes:
+        raise UserError(f"{run_dir} is a conditional VAE; the gradient-variance study measures plain ones, of "
+                        "q(z|x) alone")
     splits = load_data(config.data)
     x = fixed_minibatch(splits.test.x, info.make_codec().to_model, settings.batch_size, settings.seed, device)
     return model, x, f"trained run {run_dir} ({info.description})"
