@@ -25,6 +25,11 @@ quality               wall time until test −ELBO ≤ --target nats on grey-lev
     python benchmarks/train_speed.py --mode quality --set learning_rate=2e-3
     python benchmarks/train_speed.py --device cuda --epochs 3                  # on a GPU, both loops
     python benchmarks/train_speed.py --device cuda --epochs 3 --set precision=bf16
+    python benchmarks/train_speed.py --epochs 3 --profile      # and where vaekit's step time goes, by kind
+
+Throughput is also given as a fraction of the machine's own bound, measured in the same run, interleaved
+with the workers: the matrix products of one step of the network at batch 128 timed alone, with the same
+threads (benchmarks/product_bound.py).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-PLAIN, VAEKIT = "plain", "vaekit"
+PLAIN, VAEKIT, BOUND, PROFILE = "plain", "vaekit", "bound", "profile"
 REFERENCE_BATCH = 128  # pytorch/examples' batch; the throughput comparison is at this batch
 TEST_BATCH = 1000
 
@@ -251,7 +256,43 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker}
+def bound_worker(args: argparse.Namespace) -> dict:
+    """The product bound: a step's matrix products alone, at the reference batch, with the workers' threads."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from product_bound import step_products_seconds
+
+    seconds = step_products_seconds(REFERENCE_BATCH)
+    return {"images_per_second": REFERENCE_BATCH / seconds, "product_seconds": seconds}
+
+
+def profile_worker(args: argparse.Namespace) -> dict:
+    """One epoch of vaekit's steps (469 at batch 128) under torch.profiler: self CPU time by operator kind."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from product_bound import profile_by_kind
+
+    from vaekit.config import RunConfig
+    from vaekit.data import load_data
+    from vaekit.data.source import resolve_likelihood
+    from vaekit.model.vae import VAE
+    from vaekit.runtime.cpu import cpu_settings
+    from vaekit.runtime.device import resolve_device
+    from vaekit.training.loop import Trainer
+
+    config = RunConfig().with_overrides({
+        "data": {"source": "fashion-mnist", "validation_fraction": 0.0},
+        "train": {"epochs": 1, "patience": None, "batch_size": REFERENCE_BATCH, "learning_rate": 1e-3,
+                  "adam_beta2": 0.999, "seed": args.seed, "device": args.device}})
+    splits = load_data(config.data)
+    model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(model, splits, config.train, Path(run_dir), resolve_device(args.device), progress_bar=False)
+        with cpu_settings(trainer.device, None):
+            trainer.model.train()
+            wall, by_kind = profile_by_kind(trainer.run_epoch)
+    return {"wall_seconds": wall, "steps": trainer.data.steps_per_epoch, "seconds_by_kind": by_kind}
+
+
+WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, BOUND: bound_worker, PROFILE: profile_worker}
 
 
 # ----- the parent: interleaved repeats in subprocesses ----------------------------------------------
@@ -293,7 +334,9 @@ def summarize_throughput(runs: dict[str, list[dict]]) -> dict:
     summary = {name: {"images_per_second": statistics.median(r["images_per_second"] for r in results),
                       "cpu_images_per_second": statistics.median(r["images"] / r["cpu_seconds"] for r in results),
                       "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results)}
-               for name, results in runs.items()}
+               for name, results in runs.items() if name != BOUND}
+    if runs.get(BOUND):
+        summary[BOUND] = {"images_per_second": statistics.median(r["images_per_second"] for r in runs[BOUND])}
     summary["ratio"] = statistics.median(ratios)
     summary["cpu_ratio"] = statistics.median(cpu_ratios)
     summary["ratios"] = ratios
@@ -335,6 +378,8 @@ def main() -> None:
                              "precision=bf16 (throughput on cuda); the plain loop stays as it is")
     parser.add_argument("--cli-memory", action="store_true",
                         help="throughput: also the peak RSS of a whole `vaekit train` run of 1 epoch with its defaults")
+    parser.add_argument("--profile", action="store_true",
+                        help="throughput: also where an epoch of vaekit's steps spends its time, by operator kind")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     parser.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -352,15 +397,19 @@ def main() -> None:
     where = f"{args.threads} thread(s)" if args.device == "cpu" else f"{args.device}, {args.threads} CPU thread(s)"
     print(f"{args.mode}: {args.repeats} interleaved repeats, {where}; load average {load_average()}", file=sys.stderr)
     runs: dict[str, list[dict]] = {PLAIN: [], VAEKIT: []}
+    if args.mode == "throughput":
+        runs[BOUND] = []
     for repeat in range(args.repeats):
         order = (PLAIN, VAEKIT) if repeat % 2 == 0 else (VAEKIT, PLAIN)  # neither always goes first
-        for name in order:
+        for name in (*order, *((BOUND,) if BOUND in runs else ())):
             runs[name].append(run_worker(name, args))
             print(f"  repeat {repeat + 1} {name:6s} {describe(runs[name][-1], args.mode)}  (load {load_average()})",
                   file=sys.stderr)
     summary = summarize_throughput(runs) if args.mode == "throughput" else summarize_quality(runs)
     if args.mode == "throughput" and args.cli_memory:
         summary["cli_peak_rss_mb"] = cli_peak_rss_mb(args.threads)
+    if args.mode == "throughput" and args.profile:
+        summary["profile"] = run_worker(PROFILE, args)
     if args.json:
         print(json.dumps({"summary": summary, "runs": runs, "threads": args.threads}))
     else:
@@ -368,6 +417,9 @@ def main() -> None:
 
 
 def describe(result: dict, mode: str) -> str:
+    if "product_seconds" in result:
+        milliseconds = result["product_seconds"] * 1e3
+        return f"{result['images_per_second']:8,.0f} img/s  (a step's products alone: {milliseconds:.3f} ms)"
     if mode == "throughput":
         gpu = f"  peak GPU memory {result['peak_gpu_mb']:5.0f} MB" if "peak_gpu_mb" in result else ""
         return (f"{result['images_per_second']:8,.0f} img/s  {result['seconds']:6.1f} s  "
@@ -389,6 +441,17 @@ def report(summary: dict, args: argparse.Namespace) -> str:
                          f"({s['cpu_images_per_second']:8,.0f} per CPU-second)   peak RSS {s['peak_rss_mb']:4.0f} MB")
         each = ", ".join(f"{r:.2f}" for r in summary["ratios"])
         lines.append(f"  vaekit / plain: {summary['ratio']:.2f}x wall ({each}), {summary['cpu_ratio']:.2f}x CPU time")
+        if BOUND in summary:
+            bound = summary[BOUND]["images_per_second"]
+            lines.append(f"  product bound {bound:8,.0f} img/s (a step's matrix products alone, same threads): "
+                         f"vaekit at {summary[VAEKIT]['images_per_second'] / bound:.0%} of it, plain at "
+                         f"{summary[PLAIN]['images_per_second'] / bound:.0%}")
+        if "profile" in summary:
+            profile = summary["profile"]
+            kinds = sorted(profile["seconds_by_kind"].items(), key=lambda item: -item[1])
+            shares = ", ".join(f"{kind} {seconds / profile['wall_seconds']:.0%}" for kind, seconds in kinds)
+            lines.append(f"  vaekit's epoch of {profile['steps']} steps under torch.profiler "
+                         f"({profile['wall_seconds']:.1f} s, the profiler's own cost included): {shares}")
         if "cli_peak_rss_mb" in summary:
             lines.append(f"  `vaekit train --data fashion-mnist --epochs 1`, the whole run: peak RSS "
                          f"{summary['cli_peak_rss_mb']:.0f} MB")
