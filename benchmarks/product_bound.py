@@ -71,6 +71,28 @@ def step_products_seconds(batch: int = 128, layers: tuple[tuple[int, int], ...] 
     return min(times)
 
 
+DECODER_LAYERS = ((20, 400), (400, 784))  # the reference decoder: what evaluation's K samples go through
+
+
+def decoder_products_seconds_per_sample(layers: tuple[tuple[int, int], ...] = DECODER_LAYERS, rows: int = 8192,
+                                        blocks: int = 5) -> float:
+    """Seconds the decoder's matrix products take per decoded sample z, alone, in blocks of `rows` samples (the
+    best block): the bound of importance sampling, whose K samples per input all go through the decoder."""
+    import torch
+
+    products = [(torch.randn(rows, fan_in), torch.randn(fan_out, fan_in).t(), torch.empty(rows, fan_out))
+                for fan_in, fan_out in layers]
+    for a, b, out in products:
+        torch.mm(a, b, out=out)
+    times = []
+    for _ in range(blocks):
+        started = time.perf_counter()
+        for a, b, out in products:
+            torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - started)
+    return min(times) / rows
+
+
 def profile_by_kind(work: Callable[[], object]) -> tuple[float, dict[str, float]]:
     """Wall seconds of `work()`, and the self CPU seconds of its operators by kind (with "Python, autograd and
     the rest" making up the wall time)."""
