@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def decode_clip(path: Path, sample_rate: int | None, longest_seconds: float | No
     try:
         wave, rate = _read_frames(path, longest_seconds)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
-        reason = " ".join(str(error).replace(str(path), "").split())
+        reason = " ".join(re.sub(r"Error opening '.*?':\s*", "", str(error).replace(str(path), "")).split())
         raise UserError(f"{path}: cannot be decoded as audio ({reason}); the file is truncated or not a "
                         "recording, remove it or copy it again") from error
     if rate <= 0 or len(wave) == 0:
