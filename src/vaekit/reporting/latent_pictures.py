@@ -13,28 +13,10 @@ from typing import Any
 import numpy as np
 
 from vaekit.reporting.outputs import HISTOGRAM_COLUMNS, as_pixels, csv_text, drawable
-from vaekit.reporting.pictures import image_grid, png_bytes
+from vaekit.reporting.pictures import figure_png, image_grid, png_bytes, pyplot
 from vaekit.runs.directory import DataInfo
 
 CELL_INCHES = 0.55  # a decoded image in a labelled grid: small enough for 20 x 20, large enough to see
-
-
-def _figure_png(figure: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def labelled_grid(images: np.ndarray, data: DataInfo, row_labels: list[str], column_labels: list[str],
@@ -42,7 +24,7 @@ def labelled_grid(images: np.ndarray, data: DataInfo, row_labels: list[str], col
     """Examples (rows, columns, *event_shape) in data units as one picture with its rows and columns named."""
     rows, columns = images.shape[:2]
     grid = np.asarray(image_grid(as_pixels(images.reshape(rows * columns, *images.shape[2:]), data), columns))
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(4.0, CELL_INCHES * columns + 1.5), max(2.0, CELL_INCHES * rows + 0.8)))
     axis.imshow(grid, interpolation="nearest")
     height, width = grid.shape[0] / rows, grid.shape[1] / columns
@@ -52,7 +34,7 @@ def labelled_grid(images: np.ndarray, data: DataInfo, row_labels: list[str], col
     for side in axis.spines.values():
         side.set_visible(False)
     axis.set_title(title, fontsize=9)
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def line_plots(series: np.ndarray, data: DataInfo, row_labels: list[str], x_values: np.ndarray, x_label: str,
@@ -62,7 +44,7 @@ def line_plots(series: np.ndarray, data: DataInfo, row_labels: list[str], x_valu
     series = series.reshape(*series.shape[:2], -1)
     names = list(data.columns) if data.columns else [f"x{i}" for i in range(series.shape[-1])]
     shown = min(len(names), HISTOGRAM_COLUMNS)
-    plt = _pyplot()
+    plt = pyplot()
     grid = int(np.ceil(np.sqrt(shown)))
     figure, axes = plt.subplots(int(np.ceil(shown / grid)), grid, figsize=(3.2 * grid, 2.4 * np.ceil(shown / grid)),
                                 squeeze=False)
@@ -79,7 +61,7 @@ def line_plots(series: np.ndarray, data: DataInfo, row_labels: list[str], x_valu
         axes.flat[0].legend(fontsize=6)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def interpolation_png(starts: np.ndarray, paths: np.ndarray, ends: np.ndarray, data: DataInfo, pairs: list[str],
@@ -118,7 +100,7 @@ def manifold_png(images: np.ndarray, data: DataInfo, dims: tuple[int, int]) -> b
 def latent_scatter_png(codes: np.ndarray, labels: np.ndarray | None, class_names: tuple[str, ...] | None,
                        axis_names: tuple[str, str], title: str) -> bytes:
     """μ(x) in two dimensions (N, 2), coloured by label with a legend of class names (a note without labels)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
     if labels is None:
         axis.scatter(codes[:, 0], codes[:, 1], s=6, alpha=0.6)
@@ -133,12 +115,12 @@ def latent_scatter_png(codes: np.ndarray, labels: np.ndarray | None, class_names
     axis.set_ylabel(axis_names[1])
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def kl_png(kl: np.ndarray, threshold: float) -> bytes:
     """A bar per latent dimension: its KL in nats, active ones coloured."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(4.0, 0.3 * len(kl) + 1.5), 3.0))
     colours = ["tab:blue" if value > threshold else "lightgrey" for value in kl]
     axis.bar(range(len(kl)), kl, color=colours)
@@ -147,7 +129,7 @@ def kl_png(kl: np.ndarray, threshold: float) -> bytes:
     active = int((kl > threshold).sum())
     axis.set_title(f"KL of each latent dimension: {active} of {len(kl)} above {threshold:g} nats (coloured)",
                    fontsize=9)
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def latent_csv(series: np.ndarray, data: DataInfo, keys: dict[str, np.ndarray]) -> str:

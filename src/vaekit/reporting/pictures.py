@@ -71,14 +71,27 @@ def save_png(picture: Image.Image, path: Path) -> None:
     atomic_write_bytes(Path(path), png_bytes(picture))
 
 
-def save_figure(figure: Any, path: Path) -> None:
-    """A matplotlib figure as a PNG file, and the figure closed."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on its file-only backend: no display, pictures are only ever written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_png(figure: Any, tight: bool = True) -> bytes:
+    """A matplotlib figure as PNG bytes (cropped to what it draws, if `tight`), and the figure closed."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    figure.savefig(buffer, format="png", **({"bbox_inches": "tight"} if tight else {}))
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """A matplotlib figure as a PNG file, and the figure closed."""
+    atomic_write_bytes(Path(path), figure_png(figure, tight=False))
 
 
 def save_image_grid(images: np.ndarray, path: Path, columns: int | None = None) -> None:

@@ -3,7 +3,6 @@ arrays as lines."""
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.reporting.outputs import save_column_histograms
+from vaekit.reporting.pictures import figure_png, pyplot
 from vaekit.runs.trained import TrainedVAE
 
 LOSS_PANELS = (("−ELBO", "elbo", -1.0), ("reconstruction −E[log p(x|z)]", "reconstruction", -1.0),
@@ -19,7 +19,7 @@ LOSS_PANELS = (("−ELBO", "elbo", -1.0), ("reconstruction −E[log p(x|z)]", "r
 
 def loss_png(metrics: list[dict[str, Any]], best_epoch: int | None) -> bytes:
     """Three panels (−ELBO, reconstruction, KL) of train and validation per epoch, the best epoch marked."""
-    plt = _pyplot()
+    plt = pyplot()
     figure_, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     epochs = np.array([m["epoch"] for m in metrics])
     for axis, (title, key, sign) in zip(axes, LOSS_PANELS, strict=True):
@@ -37,7 +37,7 @@ def loss_png(metrics: list[dict[str, Any]], best_epoch: int | None) -> bytes:
     axes[0].set_ylabel("nats per example", fontsize=8)
     axes[0].legend(fontsize=7)
     figure_.tight_layout()
-    return _png(figure_)
+    return figure_png(figure_)
 
 
 def histograms_png(x: np.ndarray, samples: np.ndarray, run: TrainedVAE) -> bytes:
@@ -50,7 +50,7 @@ def histograms_png(x: np.ndarray, samples: np.ndarray, run: TrainedVAE) -> bytes
 
 def curves_png(series: list[tuple[str, np.ndarray]], title: str) -> bytes:
     """Flat examples (N, ...) as lines over their positions, one colour per example, one style per series."""
-    plt = _pyplot()
+    plt = pyplot()
     figure_, axis = plt.subplots(figsize=(8, 3))
     for (name, values), style in zip(series, ("-", "--", ":"), strict=False):
         flat = values.reshape(len(values), -1)
@@ -61,21 +61,4 @@ def curves_png(series: list[tuple[str, np.ndarray]], title: str) -> bytes:
     axis.tick_params(labelsize=7)
     axis.legend(fontsize=6, ncol=len(series))
     figure_.tight_layout()
-    return _png(figure_)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: pictures are only ever written
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(figure_: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure_.savefig(buffer, format="png", bbox_inches="tight")
-    _pyplot().close(figure_)
-    return buffer.getvalue()
-
+    return figure_png(figure_)
