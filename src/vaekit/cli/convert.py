@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{trained.run_dir}: --to-label needs a conditional VAE (vaekit train --conditional); "
                         "this run models x alone")
     every = args.to_label == "all"
-    targets = np.arange(trained.model.classes) if every else trained.label_indices([args.to_label], "--to-label")
+    targets = np.arange(trained.model.classes) if every else trained.labels.indices([args.to_label], "--to-label")
     settings = data_overrides(args)
     chosen, _ = trained.load_split(settings.pop("source", None), args.split, **settings)
     if chosen.y is None:

@@ -7,6 +7,7 @@ import argparse
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
+    add_decode_label_flag,
     add_out_flag,
     add_run_flags,
     add_seed_flag,
@@ -41,9 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the index of one end, with --to (default: --pairs at random)")
     parser.add_argument("--to", dest="second", type=int, metavar="J",
                         help="the index of the other end, with --from (default: --pairs at random)")
-    parser.add_argument("--label", metavar="NAME",
-                        help="a conditional run: the class to decode with, by its name "
-                             "(default: each pair's first input's own)")
+    add_decode_label_flag(parser, "each pair's first input's own")
     parser.add_argument("--steps", type=int, default=10,
                         help="decoded codes along each path, ends included (default 10)")
     parser.add_argument("--path", choices=["linear", "slerp"], default="linear",
@@ -88,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
     settings = data_overrides(args)
     x, y = trained.load_inputs(settings.pop("source", None), args.split, **settings)
     pairs = _pairs(args, len(x))
-    starts, ends = np.asarray(x[[i for i, _ in pairs]]), np.asarray(x[[j for _, j in pairs]])
     first, second = [i for i, _ in pairs], [j for _, j in pairs]
-    label = None if args.label is None else int(trained.label_indices([args.label])[0])
+    starts, ends = np.asarray(x[first]), np.asarray(x[second])
     paths = trained.interpolate(starts, ends, args.steps, args.path, labels_from=None if y is None else y[first],
-                                labels_to=None if y is None else y[second], label=label)
+                                labels_to=None if y is None else y[second], label=trained.labels.index(args.label))
     if kind == "csv":
         keys = {"pair": np.repeat(np.arange(len(pairs)), args.steps)[:, None],
                 "t": np.tile(np.linspace(0, 1, args.steps), len(pairs))[:, None]}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_debug_flag, add_out_flag, add_run_flags, parse_int_list, refuse_existing
+from vaekit.cli.options import (
+    add_debug_flag,
+    add_decode_label_flag,
+    add_out_flag,
+    add_run_flags,
+    parse_int_list,
+    refuse_existing,
+)
 
 EXAMPLES = """\
 examples:
@@ -25,8 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_flags(parser)
     parser.add_argument("--grid", type=int, default=20, help="codes per side (default 20)")
     parser.add_argument("--dims", type=parse_int_list, metavar="A,B", help="the two dimensions (default: most KL)")
-    parser.add_argument("--label", metavar="NAME",
-                        help="a conditional run: the class to decode with, by its name (default: the first class)")
+    add_decode_label_flag(parser, "the first class")
     add_out_flag(parser, "output picture (.png)")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -58,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         dims = tuple(sorted(latent_paths.by_kl(kl)[:2]))
     else:
         dims = tuple(args.dims)
-    label = None if args.label is None else int(trained.label_indices([args.label])[0])
-    images = trained.manifold(args.grid, dims, label)
+    images = trained.manifold(args.grid, dims, trained.labels.index(args.label))
     atomic_write_bytes(args.out, manifold_png(images, trained.data, dims))
     print(f"wrote a {args.grid} x {args.grid} manifold over z{dims[0]} and z{dims[1]} to {args.out}")
     return 0

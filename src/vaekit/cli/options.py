@@ -121,6 +121,12 @@ def add_out_flag(parser: argparse.ArgumentParser, what: str, default: str | None
     parser.add_argument("--out", default=default, required=required, metavar=metavar, help=f"{what} ({note})")
 
 
+def add_decode_label_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    """--label NAME: the class a conditional run decodes with (`RunLabels.index` reads it)."""
+    parser.add_argument("--label", metavar="NAME",
+                        help=f"a conditional run: the class to decode with, by its name (default: {default})")
+
+
 def add_json_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON object for scripts")
 

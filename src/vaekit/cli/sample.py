@@ -89,5 +89,5 @@ def _labels(args: argparse.Namespace, trained):  # -> np.ndarray | None
     if args.per_label is not None:
         return np.repeat(np.arange(trained.model.classes), args.per_label)
     if args.label:
-        return np.repeat(trained.label_indices(args.label), args.n)
+        return np.repeat(trained.labels.indices(args.label), args.n)
     return None

@@ -7,6 +7,7 @@ import argparse
 from vaekit.cli.options import (
     add_data_source_flags,
     add_debug_flag,
+    add_decode_label_flag,
     add_out_flag,
     add_run_flags,
     data_overrides,
@@ -40,9 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", type=int, metavar="I",
                         help="sweep around input I's μ(x) (default: the prior's mean)")
     parser.add_argument("--dims", type=parse_int_list, metavar="A,B,...", help="these dimensions (default: by KL)")
-    parser.add_argument("--label", metavar="NAME",
-                        help="a conditional run: the class to decode with, by its name "
-                             "(default: the input's own, or the first class)")
+    add_decode_label_flag(parser, "the input's own, or the first class")
     parser.add_argument("--all", action="store_true", help="inactive dimensions too, marked")
     parser.add_argument("--steps", type=int, default=11, help="codes per row (default 11)")
     parser.add_argument("--span", type=float, default=3.0, help="standard deviations each way (default 3)")
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     dims = args.dims or ranked or latent_paths.by_kl(kl)[:1]
     base = None if args.index is None else np.asarray(x[args.index : args.index + 1])
     own = None if args.index is None or y is None else np.asarray(y[args.index : args.index + 1])
-    label = None if args.label is None else int(trained.label_indices([args.label])[0])
+    label = trained.labels.index(args.label)
     rows = trained.traverse(base, list(dims), args.steps, args.span, args.posterior_scale, labels=own, label=label)
     if kind == "csv":
         offsets = np.linspace(-args.span, args.span, args.steps)

@@ -134,9 +134,10 @@ class Explorer:
     def encode(self, index: int) -> dict[str, Any]:
         """μ and σ of q(z|x) for strip example `index`, each D numbers; a conditional run's q(z|x, y) with the
         example's own label, which it gives too."""
-        own = None if self.strip_y is None else self.strip_y[self.check_index(index) : index + 1]
+        self.check_index(index)
+        own = None if self.strip_y is None else self.strip_y[index : index + 1]
         with self._lock:
-            loc, scale = self.trained.encode(self.strip[self.check_index(index) : index + 1], own)
+            loc, scale = self.trained.encode(self.strip[index : index + 1], own)
         label = {"label": int(own[0])} if self.classes and own is not None else {}
         return {"loc": loc[0].tolist(), "scale": scale[0].tolist(), **label}
 

@@ -31,6 +31,10 @@ class RunLabels:
                             f"{', '.join(self.names) if self.names else 'none (it was trained without labels)'}")
         return np.array([self.names.index(name) for name in names], dtype=np.int64)
 
+    def index(self, name: str | None, flag: str = "--label") -> int | None:
+        """The class index of one class name; None for None (the caller's default)."""
+        return None if name is None else int(self.indices([name], flag)[0])
+
     def tensor(self, labels: np.ndarray | None, count: int, what: str) -> torch.Tensor | None:
         """A conditional run's labels (count,) on the device; None for a plain run, which ignores them."""
         if not self.conditional:

@@ -64,10 +64,6 @@ class TrainedVAE:
         self.labels = RunLabels(self.run_dir, self.data.class_names, self.model.classes, self.device)
         self.conditional = self.labels.conditional  # q(z|x, y), p(x|z, y): label-taking methods need labels
 
-    def label_indices(self, names: list[str] | tuple[str, ...], flag: str = "--label") -> np.ndarray:
-        """The class indices of class names as the data gave them (`DataInfo.class_names`)."""
-        return self.labels.indices(names, flag)
-
     @property
     def metrics(self) -> list[dict[str, Any]]:
         return read_metrics(self.run_dir)
