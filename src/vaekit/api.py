@@ -19,7 +19,7 @@ import torch
 from vaekit.config import DEFAULT_BATCH, ModelConfig, RunConfig, batch_size_for
 from vaekit.data.arrays import from_array
 from vaekit.data.loading import load_data
-from vaekit.data.source import AUDIO, RawData, Splits, resolve_likelihood, split_source
+from vaekit.data.source import AUDIO, TEXT, RawData, Splits, resolve_likelihood, split_source
 from vaekit.errors import UserError
 from vaekit.reporting.report import write_report
 from vaekit.reporting.run_pictures import write_pictures
@@ -76,7 +76,7 @@ def _train(
         config = resumed_config(saved, config, out)
     config = config or RunConfig()
     splits = _splits(config, out, data, labels)
-    config = _with_network(_with_batch_size(config, splits, world), splits)
+    config = _with_warmup(_with_network(_with_batch_size(config, splits, world), splits), splits)
     if config.model.conditional:
         _check_conditional(splits)
     info = _data_info(config, splits)
@@ -139,15 +139,35 @@ def _with_batch_size(config: RunConfig, splits: Splits, world: World) -> RunConf
 
 def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
     """The config with the network it trains (ModelConfig.architecture auto resolved), which config.json records:
-    for sound a convolutional one over the spectrogram, of four layers unless --conv-channels says otherwise
-    (a spectrogram is ~130 x 100, larger than the pictures the two-layer default suits); else the MLP."""
+    for text the recurrent sentence VAE, the only one that reads it; for sound a convolutional one over the
+    spectrogram, of four layers unless --conv-channels says otherwise (a spectrogram is ~130 x 100, larger than
+    the pictures the two-layer default suits); else the MLP."""
     model = config.model
+    text = splits.raw.kind == TEXT
+    if (model.architecture not in ("auto", "rnn")) if text else model.architecture == "rnn":
+        wanted = "rnn (or auto)" if text else "auto, mlp or conv"
+        raise UserError(f"--architecture {model.architecture}: {splits.raw.description} is "
+                        f"{'text' if text else splits.raw.kind + ' data'}, which trains with {wanted}")
+    if text and model.conditional:
+        raise UserError(f"{splits.raw.description}: --conditional is for labelled images, sounds and tables; "
+                        "a text run has no labels: drop --conditional")
+    if text:
+        return replace(config, model=replace(model, architecture="rnn"))
     if model.architecture != "auto":
         return config
     if splits.raw.kind != AUDIO:
         return replace(config, model=replace(model, architecture="mlp"))
     channels = AUDIO_CONV_CHANNELS if model.conv_channels == ModelConfig().conv_channels else model.conv_channels
     return replace(config, model=replace(model, architecture="conv", conv_channels=channels))
+
+
+def _with_warmup(config: RunConfig, splits: Splits) -> RunConfig:
+    """The config with its KL warm-up (TrainConfig.warmup_epochs None resolved), which config.json records: for
+    text a third of the epochs (a strong decoder learns to ignore z first, Bowman et al.), else none."""
+    if config.train.warmup_epochs is not None:
+        return config
+    warmup = max(1, round(config.train.epochs / 3)) if splits.raw.kind == TEXT else 0
+    return replace(config, train=replace(config.train, warmup_epochs=warmup))
 
 
 def _check_conditional(splits: Splits) -> None:

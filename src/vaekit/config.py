@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 GAUSSIAN_VARIANCES = ("per-dimension", "shared")
-ARCHITECTURES = ("auto", "mlp", "conv")
+ARCHITECTURES = ("auto", "mlp", "conv", "rnn")
 # gated: each hidden layer is (W x + b) * sigmoid(V x + c), the GatedDense layer of the VampPrior and
 # Exemplar VAE papers' networks (dense layers only; conv layers refuse it)
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "gated")
@@ -34,7 +34,8 @@ OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
-DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv", "audio")
+DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv", "audio", "text")
+TOKENIZATIONS = ("word", "char", "bpe")
 COMMAND_LINE = "command line"  # the origin of settings given as flags, not read from a file
 DEFAULT_BATCH = 256  # TrainConfig.batch_size when it is not given and the data holds that many
 
@@ -69,6 +70,12 @@ class DataConfig:
     # by size, so small folders keep the faster in-memory path. The pixels, split and order are the same.
     stream: bool | None = None
     workers: int = 2  # processes decoding a streamed folder while the model trains; 0 decodes between steps
+    # Text (one sentence or short document per line): words (lower-cased, punctuation split off), characters,
+    # or subwords by byte-pair encoding learned on the training split (Hugging Face tokenizers, locally)
+    tokens: str = "word"
+    vocab_size: int = 10_000  # the training split's most frequent tokens; the rest become <unk> (bpe: its size)
+    max_length: int = 40  # tokens per line; longer lines are cut (and counted), as Bowman et al. cap sentences
+    encoding: str = "utf-8"  # of a text file; latin-1, cp1252, ... for files in another
 
     def __post_init__(self) -> None:
         _choice("binarize", self.binarize, BINARIZATIONS)
@@ -90,6 +97,10 @@ class DataConfig:
                f"clip_seconds = {self.clip_seconds} must be above 0")
         _check(self.stream in (None, True, False), f"stream = {self.stream!r} must be true, false or unset (by size)")
         _check(isinstance(self.workers, int) and self.workers >= 0, f"workers = {self.workers} must be 0 or more")
+        _choice("tokens", self.tokens, TOKENIZATIONS)
+        _check(self.vocab_size >= 2, f"vocab_size = {self.vocab_size} must be at least 2")
+        _check(self.max_length >= 1, f"max_length = {self.max_length} must be at least 1 token")
+        _check(bool(self.encoding), "encoding must name a text encoding, such as utf-8 or latin-1")
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,17 @@ class ModelConfig:
     # q(z|x, y) and p(x|z, y): encoder and decoder see the label y beside x and z (a conditional VAE), so that
     # `sample --label` generates a chosen class and `convert` renders an input's style as another class
     conditional: bool = False
+    # Text (architecture rnn, Bowman et al. 2016): token embeddings, a GRU encoder to μ and log σ², and a GRU
+    # decoder that starts from z and sees z beside every input token
+    embedding_dim: int = 128
+    rnn_size: int = 256  # units of each GRU
+    # The share of the decoder's input tokens replaced by <unk> while training, so that it must lean on z
+    # (Bowman et al.'s 0.25-0.5 keep the KL term above 0); 0 is teacher forcing throughout
+    word_dropout: float = 0.3
+    # The baseline a sentence VAE is measured against: its decoder alone, without z (q(z|x) is the prior, so
+    # the KL is 0 and the bound is the exact log-likelihood); trained with the same budget, it says whether z
+    # helps at all
+    language_model: bool = False
 
     def __post_init__(self) -> None:
         _check(self.latent_dim >= 1, f"latent_dim = {self.latent_dim} must be at least 1")
@@ -115,6 +137,9 @@ class ModelConfig:
         )
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         _choice("gaussian_variance", self.gaussian_variance, GAUSSIAN_VARIANCES)
+        _check(self.embedding_dim >= 1, f"embedding_dim = {self.embedding_dim} must be at least 1")
+        _check(self.rnn_size >= 1, f"rnn_size = {self.rnn_size} must be at least 1")
+        _check(0 <= self.word_dropout < 1, f"word_dropout = {self.word_dropout} must be in [0, 1), such as 0.3")
         _check(all(h >= 1 for h in self.hidden_sizes), f"hidden_sizes = {self.hidden_sizes} must all be at least 1")
         _check(
             len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
@@ -149,7 +174,9 @@ class TrainConfig:
     objective: str = "elbo"  # or iwae, the importance-weighted bound
     iwae_samples: int = 5  # K of the IWAE objective
     beta: float = 1.0  # weight of the KL term; 1 is the true ELBO
-    warmup_epochs: int = 0  # KL warm-up: beta rises linearly from 0 over this many epochs
+    # KL warm-up: beta rises linearly from 0 over this many epochs. None: 0, except for text, whose strong
+    # decoder would otherwise learn to ignore z first (Bowman et al.): a third of the epoch budget there
+    warmup_epochs: int | None = None
     free_bits: float = 0.0  # a floor (nats) on each latent dimension's batch-averaged KL; 0 is off
     patience: int | None = 10  # epochs without a better validation ELBO before stopping; None trains all epochs
     seed: int = 0
@@ -186,7 +213,8 @@ class TrainConfig:
         _choice("objective", self.objective, OBJECTIVES)
         _check(self.iwae_samples >= 1, f"iwae_samples = {self.iwae_samples} must be at least 1")
         _check(math.isfinite(self.beta) and self.beta >= 0, f"beta = {self.beta} must be a number >= 0")
-        _check(self.warmup_epochs >= 0, f"warmup_epochs = {self.warmup_epochs} must be >= 0")
+        _check(self.warmup_epochs is None or self.warmup_epochs >= 0,
+               f"warmup_epochs = {self.warmup_epochs} must be >= 0")
         _check(math.isfinite(self.free_bits) and self.free_bits >= 0, f"free_bits = {self.free_bits} must be >= 0")
         _check(self.patience is None or self.patience >= 1, f"patience = {self.patience} must be at least 1")
         _choice("device", self.device, DEVICES)

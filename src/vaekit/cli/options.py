@@ -165,9 +165,10 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
     parser.add_argument(
         "--data", required=required, metavar="SOURCE",
         help=f"digits | fashion-mnist | mnist | PATH (image or audio folder, .npy, .npz, .csv, IDX folder, "
-             f"a recording) (default {source})",
+             f"a recording, a .txt of one sentence per line) (default {source})",
     )
-    parser.add_argument("--data-format", choices=["auto", "digits", "idx", "images", "npy", "npz", "csv", "audio"],
+    parser.add_argument("--data-format",
+                        choices=["auto", "digits", "idx", "images", "npy", "npz", "csv", "audio", "text"],
                         help="force the reader instead of guessing from the path (default auto: guess)")
     parser.add_argument("--data-dir", help=f"folder of the IDX files for fashion-mnist/mnist "
                                            f"(default {run}/usr/share/datasets/NAME)")
@@ -184,12 +185,15 @@ def add_data_source_flags(parser: argparse.ArgumentParser, required: bool = Fals
                         help=f"the CSV columns to model (default {run}every numeric one)")
     parser.add_argument("--array-key", metavar="KEY", help=f"the .npz array holding the data (default {run}x)")
     parser.add_argument("--label-key", metavar="KEY", help=f"the .npz array holding labels (default {run}y)")
+    parser.add_argument("--encoding", metavar="NAME",
+                        help=f"of text files, such as latin-1 or cp1252 (default {run}utf-8)")
 
 
 DATA_FLAG_FIELDS = {
     "data": "source", "data_format": "data_format", "data_dir": "data_dir", "image_size": "image_size",
     "channels": "channels", "label_column": "label_column", "columns": "columns",
     "array_key": "array_key", "label_key": "label_key", "sample_rate": "sample_rate", "clip_seconds": "clip_seconds",
+    "encoding": "encoding",
 }
 
 

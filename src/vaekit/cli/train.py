@@ -43,6 +43,8 @@ examples:
   vaekit train --config configs/fashion-mnist-binarized.toml --out runs/fmnist-bin
   vaekit train --data photos/ --image-size 32 --architecture conv --out runs/photos
   vaekit train --resume runs/fmnist --epochs 20      continue a run exactly where it stopped
+  vaekit train --data sentences.txt --out runs/text       a sentence VAE (one sentence per line)
+  vaekit train --data sentences.txt --language-model --out runs/text-lm   its baseline: the decoder without z
   vaekit train --data huge-folder/ --stream --workers 4 --out runs/huge   decode from disk, batch by batch
   torchrun --nproc-per-node 4 -m vaekit train --data fashion-mnist --out runs/fmnist4
                                                     one run on 4 GPUs (or CPU processes); --batch-size is global
@@ -55,7 +57,8 @@ reconstructions.png and loss.png. Figures are nats per example; -ELBO is the los
 SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--latent-dim": ("model", "latent_dim", {"type": int, "help": "size D of the latent code (default 20)"}),
     "--architecture": ("model", "architecture", {"choices": ARCHITECTURES,
-                      "help": "auto (default: conv for sound, mlp for anything else), mlp, or conv (images, sound)"}),
+                      "help": "auto (default: rnn for text, conv for sound, mlp for anything else), mlp, conv (images, "
+                              "sound) or rnn (text)"}),
     "--hidden-sizes": ("model", "hidden_sizes", {"type": parse_int_list, "metavar": "N,N",
                                                  "help": "hidden layer widths, e.g. 300,300 (default 400)"}),
     "--activation": ("model", "activation", {
@@ -72,6 +75,28 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
         "action": "store_true", "default": None,
         "help": "a conditional VAE of the data's labels, q(z|x, y) and p(x|z, y): then `sample --label` and "
                 "`convert` (default off)"}),
+    "--embedding-dim": ("model", "embedding_dim", {"type": int, "metavar": "N",
+                                                   "help": "text: size of the token embeddings (default 128)"}),
+    "--rnn-size": ("model", "rnn_size", {"type": int, "metavar": "N",
+                                         "help": "text: units of the encoder's and the decoder's GRU (default 256)"}),
+    "--word-dropout": ("model", "word_dropout", {
+        "type": float, "metavar": "P",
+        "help": "text: the share of the decoder's input tokens replaced by <unk> while training, so that it must "
+                "use z (Bowman et al.'s 0.25-0.5; default 0.3; 0: teacher forcing throughout)"}),
+    "--language-model": ("model", "language_model", {
+        "action": "store_true", "default": None,
+        "help": "text: train the baseline, the decoder alone without z (its KL is 0 and its bound the exact "
+                "log-likelihood), to set beside a sentence VAE of the same budget (default off)"}),
+    "--tokens": ("data", "tokens", {
+        "choices": ("word", "char", "bpe"),
+        "help": "text: word (lower-cased, punctuation split off; default), char, or bpe (subwords learned on the "
+                "training lines)"}),
+    "--vocab-size": ("data", "vocab_size", {
+        "type": int, "metavar": "N",
+        "help": "text: keep the N most frequent tokens of the training lines, <unk> for the rest (bpe: learn N "
+                "subwords) (default 10000)"}),
+    "--max-length": ("data", "max_length", {
+        "type": int, "metavar": "N", "help": "text: cut lines to N tokens, and say how many were cut (default 40)"}),
     "--binarize": ("data", "binarize", {"choices": BINARIZATIONS,
                                         "help": "none (grey levels), dynamic (fresh draw per batch) or static "
                                                 "(default none)"}),
@@ -107,7 +132,9 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
     "--iwae-samples": ("train", "iwae_samples", {
         "type": int, "metavar": "K", "help": "K, samples of z per input of the iwae objective (default 5)"}),
     "--beta": ("train", "beta", {"type": float, "help": "weight of the KL term (default 1)"}),
-    "--warmup-epochs": ("train", "warmup_epochs", {"type": int, "help": "KL warm-up length (default 0)"}),
+    "--warmup-epochs": ("train", "warmup_epochs", {
+        "type": int, "help": "KL warm-up: beta rises from 0 over this many epochs (default 0; text: a third of "
+                             "--epochs)"}),
     "--free-bits": ("train", "free_bits", {"type": float,
                                            "help": "KL floor per latent dimension, nats (default 0: off)"}),
     "--patience": ("train", "patience", {"type": int, "help": "early-stopping patience in epochs (default 10)"}),
@@ -256,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         f"(reconstruction {-results['test_reconstruction']:.2f}, KL {results['test_kl']:.2f}) "
         f"on {results['test_examples']} examples; best epoch {results['best_epoch']}",
     )
-    pictures = [name for name in RUN_FILES if name.endswith(".png") and (out / name).exists()]
+    pictures = [name for name in RUN_FILES if name.endswith((".png", ".txt")) and (out / name).exists()]
     pictures += [name for name in RUN_FILES if name.endswith(".html") and (out / name).exists()]  # the report last
     print(f"run written to {out}/: {', '.join(pictures)}", file=sys.stderr)
     return 0

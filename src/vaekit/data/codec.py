@@ -98,6 +98,10 @@ def codec_from_dict(raw: dict[str, Any], event_shape: tuple[int, ...] | None = N
         return PixelCodec()
     if kind == "identity":
         return IdentityCodec()
+    if kind == "tokens":  # a text run's tokenizer (vaekit.data.tokens)
+        from vaekit.data.tokens import TokenCodec
+
+        return TokenCodec.from_dict(raw, event_shape)
     if kind == "standardize":
         mean, std = (_values(raw, key, event_shape) for key in ("mean", "std"))
         if not (std > 0).all():

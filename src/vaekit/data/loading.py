@@ -13,10 +13,11 @@ from vaekit.data.arrays import read_npy, read_npz
 from vaekit.data.audio import is_audio, read_audio
 from vaekit.data.digits import read_digits
 from vaekit.data.idx import FASHION_MNIST_DIR, MNIST_DIR, read_idx_dir
-from vaekit.data.images import read_image_folder, visible_files
+from vaekit.data.images import IMAGE_SUFFIXES, read_image_folder, visible_files
 from vaekit.data.source import RawData, Splits, split_source
 from vaekit.data.streaming import read_streamed_folder, too_large_for_memory
 from vaekit.data.tables import read_table
+from vaekit.data.text import is_text, read_text
 from vaekit.errors import UserError
 
 NAMED_SOURCES = ("digits", "fashion-mnist", "mnist")
@@ -38,6 +39,7 @@ READERS: dict[str, Callable[[DataConfig], RawData]] = {
     "npz": read_npz,
     "csv": read_table,
     "audio": read_audio,
+    "text": read_text,
 }
 
 
@@ -56,16 +58,24 @@ def detect_format(config: DataConfig) -> str:
     if path.is_dir():
         if any(path.glob("*-idx3-ubyte*")):
             return "idx"
-        return "audio" if any(is_audio(file) for file in visible_files(path)) else "images"
+        files = visible_files(path)
+        if any(is_audio(file) for file in files):
+            return "audio"
+        # A folder of images may hold a README.txt: text only where there are no images
+        if any(is_text(file) for file in files) and not any(file.suffix.lower() in IMAGE_SUFFIXES for file in files):
+            return "text"
+        return "images"
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     by_suffix = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".csv.gz": "csv"}
     if suffix in by_suffix:
         return by_suffix[suffix]
     if is_audio(path):
         return "audio"
+    if is_text(path):
+        return "text"
     raise UserError(
         f"{path}: cannot tell what kind of data this is from its name; "
-        "pass --data-format with one of images, npy, npz, csv, idx, audio"
+        "pass --data-format with one of images, npy, npz, csv, idx, audio, text"
     )
 
 

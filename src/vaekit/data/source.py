@@ -10,7 +10,7 @@ from vaekit.config import DataConfig
 from vaekit.data.codec import Codec, IdentityCodec, PixelCodec, StandardizeCodec
 from vaekit.errors import UserError
 
-IMAGE, TABLE, ARRAY, AUDIO = "image", "table", "array", "audio"
+IMAGE, TABLE, ARRAY, AUDIO, TEXT = "image", "table", "array", "audio", "text"
 
 
 @dataclass
@@ -18,7 +18,8 @@ class RawData:
     """A source as read from disk, before splitting.
 
     `x` is (N, C, H, W) uint8 for images, (N, columns) float32 for tables, (N, ...) for arrays, and
-    (N, 1, bins, frames) float32 log-magnitude spectrograms for audio.
+    (N, 1, bins, frames) float32 log-magnitude spectrograms for audio, and (N,) strings for text, one per line
+    (`split_source` turns them into token ids by a tokenizer it fits on the training lines).
     """
 
     x: np.ndarray
@@ -105,8 +106,9 @@ def whole_source(raw: RawData) -> Split:
     return Split(np.concatenate([raw.x, raw.test_x]), y, rows=np.arange(len(raw.x) + len(raw.test_x)))
 
 
-def split_source(raw: RawData, config: DataConfig) -> Splits:
-    """Carve validation (and, for sources without one, test) examples out of the data by `split_seed`."""
+def split_source(raw: RawData, config: DataConfig, codec: Codec | None = None) -> Splits:
+    """Carve validation (and, for sources without one, test) examples out of the data by `split_seed`.
+    Text is tokenized, by the given `codec` (a trained run's) or by one fitted on the training lines."""
     count = len(raw.x)
     if count == 0:
         raise UserError(f"{raw.description}: holds no examples; point --data at a non-empty source")
@@ -129,6 +131,10 @@ def split_source(raw: RawData, config: DataConfig) -> Splits:
         raise UserError(f"{raw.description}: no examples are left for training after the validation and test splits")
     if len(test) == 0:
         test = validation  # tiny sources: report on validation rather than on nothing
+    if raw.kind == TEXT:
+        from vaekit.data.text import text_splits  # which imports this module
+
+        return text_splits(raw, config, (train, validation, test), codec)
     codec = fit_codec(raw, train.x)
     splits = Splits(train, validation, test, codec, _without_examples(raw))
     if config.binarize == "static":
@@ -186,7 +192,13 @@ def in_unit_interval(x: np.ndarray) -> bool:
 
 
 def resolve_likelihood(requested: str, splits: Splits) -> str:
-    """auto: Bernoulli for pixels or values in [0, 1], Gaussian for anything else (and for tables)."""
+    """auto: Bernoulli for pixels or values in [0, 1], Gaussian for anything else (and for tables); text's is the
+    categorical over its tokens."""
+    if splits.raw.kind == TEXT:
+        if requested != "auto":
+            raise UserError(f"--likelihood {requested}: is for images, sounds and tables; a text model's p(x|z) is "
+                            "a categorical over its tokens: drop --likelihood")
+        return "categorical"
     unit = in_unit_interval(splits.train.x) and splits.raw.kind != TABLE
     if requested == "auto":
         return "bernoulli" if unit else "gaussian"

@@ -62,9 +62,10 @@ def samples_per_chunk(examples: int, event_size: int, elements: int = ELEMENTS_P
 
 
 def log_likelihood(model: VAE, z: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """log p(x|z) (K, B) of K importance samples z (K, B, D): the likelihood's path for many samples
-    (for Bernoulli pixels one batched matrix product, `BernoulliLikelihood.importance_log_prob`)."""
-    return model.likelihood.importance_log_prob(model.decoder(z, model.condition(batch.labels)), batch.x)
+    """log p(x|z) (K, B) of K importance samples z (K, B, D): the model's path for many samples (for
+    Bernoulli pixels one batched matrix product, `BernoulliLikelihood.importance_log_prob`)."""
+    return model.importance_log_likelihood(z, batch)
+
 
 
 def running_logsumexp(running: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
@@ -89,9 +90,8 @@ def importance_terms(
     model's `labels` (B,) make it log p(x|y)."""
     batch = Batch(x, labels)
     loc, log_variance = model.encode(batch)  # (B, D) each
-    event_size = math.prod(x.shape[1:])
-    chunk = samples_at_once or samples_per_chunk(len(x), event_size, chunk_budget(x.device))
-    running = torch.full((len(x),), -math.inf, device=x.device, dtype=x.dtype)
+    chunk = samples_at_once or samples_per_chunk(len(x), model.output_elements, chunk_budget(x.device))
+    running = torch.full((len(x),), -math.inf, device=x.device, dtype=loc.dtype)
     reconstruction = torch.zeros(len(x), device=x.device, dtype=torch.float64)
     for start in range(0, importance_samples, chunk):
         z = reparameterize(loc, log_variance, min(chunk, importance_samples - start), generator)  # (k, B, D)
@@ -102,7 +102,7 @@ def importance_terms(
             on_chunk()
     return ImportanceTerms(
         log_marginal=running - math.log(importance_samples),
-        reconstruction=(reconstruction / importance_samples).to(x.dtype),
+        reconstruction=(reconstruction / importance_samples).to(loc.dtype),
         kl_per_dim=gaussian_kl(loc, log_variance),
         loc=loc,
     )
@@ -199,9 +199,10 @@ def evaluate(
         raise ValueError("evaluate needs at least one example")
     generator = torch.Generator(device=device).manual_seed(seed)
     event_size = math.prod(stored.shape[1:])
+    decoded = model.output_elements  # the decoder's outputs per example: what a chunk holds
     budget = chunk_budget(device)
-    batch_size = max(1, min(batch_size, len(stored), budget // max(1, event_size)))
-    chunk = samples_per_chunk(batch_size, event_size, budget)
+    batch_size = max(1, min(batch_size, len(stored), budget // max(1, decoded)))
+    chunk = samples_per_chunk(batch_size, decoded, budget)
     batches = range(0, len(stored), batch_size)
     on_chunk = _ChunkProgress(progress, len(batches[world.rank :: world.size]) * math.ceil(importance_samples / chunk))
     totals = _Totals(model.latent_dim, device)

@@ -15,6 +15,8 @@ prior still N(0, I). Its bound is of log p(x|y); z holds what the label does not
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,11 @@ class VAE(nn.Module):
             raise ValueError(f"likelihood must be resolved to one of {', '.join(LIKELIHOODS)}, not {likelihood!r}")
         self.likelihood: nn.Module = LIKELIHOODS[likelihood](self.event_shape, config)
 
+    @property
+    def output_elements(self) -> int:
+        """Values the decoder outputs per example (evaluation sizes its chunks by them): the data's size."""
+        return math.prod(self.event_shape)
+
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """μ(x) and log σ²(x) of q(z|x), each (B, D), in x's precision: under bf16 autocast the encoder's
         products run in bf16, the bound's arithmetic does not (without autocast the casts are no-ops)."""
@@ -58,6 +65,11 @@ class VAE(nn.Module):
         """log p(x|z) (..., B) for latents z (..., B, D): the numbers of `observation_model(z).log_prob(x)`,
         from the likelihood's direct path rather than a distribution object built at every step."""
         return self.likelihood.log_prob(self.decoder(z, self.condition(batch.labels)).to(batch.x.dtype), batch.x)
+
+    def importance_log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """log p(x|z) (K, B) for K importance samples z (K, B, D): the likelihood's path for many samples at
+        once (vaekit.evaluation.importance)."""
+        return self.likelihood.importance_log_prob(self.decoder(z, self.condition(batch.labels)), batch.x)
 
     def posterior(self, batch: Batch) -> Distribution:
         """q(z|x) with event shape (D,) and batch shape (B,)."""

@@ -25,6 +25,7 @@ from vaekit.reporting.outputs import as_pixels, drawable
 from vaekit.reporting.pictures import image_grid, png_bytes
 from vaekit.reporting.report_page import Section, figure, page, table
 from vaekit.reporting.report_plots import curves_png, histograms_png, loss_png
+from vaekit.reporting.report_text import text_sections
 from vaekit.reporting.sounds import audio_players
 from vaekit.runs.directory import REPORT_FILE, read_evaluations, weights_digest
 from vaekit.runs.files import atomic_write_text
@@ -70,14 +71,29 @@ def write_report(run: TrainedVAE, path: Path | None = None,
 
 def build_report(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] | None = None) -> str:
     """The report as one HTML document (str)."""
+    title = f"vaekit run {run.run_dir.name}: {run.data.description}"
+    if run.text is not None:
+        lines, missing = _test_lines(run, inputs)
+        return page(title, [_settings(run), _data(run), _loss(run), _test_figures(run),
+                            *text_sections(run, lines, missing)])
     material = _material(run, inputs)
     sections = [_settings(run), _data(run), _loss(run), _test_figures(run), _samples(material),
                 _reconstructions(material), _interpolations(material), _traversals(material),
                 _kl_section(material), _latent_scatter(material)]
     if drawable(run.data):  # a conditional run's traversals and manifold decode with its first class
         sections.append(_manifold(material))
-    title = f"vaekit run {run.run_dir.name}: {run.data.description}"
     return page(title, sections)
+
+
+def _test_lines(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] | None) -> tuple[list[str] | None, str]:
+    """Up to REPORT_EXAMPLES test sentences of a text run, or None and why not."""
+    if inputs is None:
+        try:
+            inputs = run.load_inputs()
+        except UserError as error:
+            logger.warning("the report leaves out what needs the run's data: %s", error)
+            return None, str(error)
+    return run.codec.decode(np.asarray(inputs[0][:REPORT_EXAMPLES])), ""
 
 
 def _material(run: TrainedVAE, inputs: tuple[np.ndarray, np.ndarray | None] | None) -> _Material:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaekit import __version__
 from vaekit.config import RunConfig
-from vaekit.data.source import ARRAY, AUDIO, IMAGE, TABLE
+from vaekit.data.source import ARRAY, AUDIO, IMAGE, TABLE, TEXT
 from vaekit.errors import UserError
 from vaekit.runs.files import atomic_write_text
 
@@ -37,11 +37,12 @@ EVALUATION_FILE = "evaluation.json"  # `vaekit evaluate`'s figures, keyed by dat
 REPORT_FILE = "report.html"  # derived from the rest: `vaekit report` rewrites it at will
 TENSORBOARD_DIR = "tensorboard"  # `--tensorboard`'s event files (vaekit.training.tensorboard)
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, EVALUATION_FILE, REPORT_FILE,
-             "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png", TENSORBOARD_DIR)
+             "samples.png", "reconstructions.png", "loss.png", "samples.csv", "histograms.png", "samples.txt",
+             "reconstructions.txt", TENSORBOARD_DIR)
 
 
-DATA_KINDS = (IMAGE, TABLE, ARRAY, AUDIO)
-RESOLVED_LIKELIHOODS = ("bernoulli", "gaussian")  # vaekit.model.likelihoods's, without importing torch
+DATA_KINDS = (IMAGE, TABLE, ARRAY, AUDIO, TEXT)
+RESOLVED_LIKELIHOODS = ("bernoulli", "gaussian", "categorical")  # likelihoods.py's and text's, without torch
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class DataInfo:
     """What the model was trained on; enough to read and write data in its units without the source."""
 
     description: str
-    kind: str  # image, table or array
+    kind: str  # image, table, array, audio or text
     event_shape: tuple[int, ...]
-    likelihood: str  # resolved: bernoulli or gaussian
+    likelihood: str  # resolved: bernoulli, gaussian, or categorical (over the tokens of text)
     codec: dict[str, Any]
     counts: dict[str, int]  # examples per split
     columns: tuple[str, ...] | None = None
@@ -135,7 +136,14 @@ def no_such_run(run_dir: Path) -> UserError:
 
 
 def build_model(config: RunConfig, data: DataInfo) -> VAE:
+    """The run's model, untrained: a sentence VAE for text (vaekit.model.sentence_vae), else the VAE."""
     from vaekit.model.vae import VAE
+
+    if data.kind == TEXT:
+        from vaekit.model.sentence_vae import SentenceVAE
+
+        codec = data.make_codec()
+        return SentenceVAE(config.model, codec.vocab_size, codec.max_length)
 
     classes = len(data.class_names or ()) if config.model.conditional else 0
     return VAE(config.model, data.event_shape, data.likelihood, classes)

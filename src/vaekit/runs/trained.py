@@ -18,14 +18,16 @@ from vaekit.config import DataConfig
 from vaekit.data.batch import Batch
 from vaekit.data.codec import PixelCodec
 from vaekit.data.loading import detect_format, read_source
-from vaekit.data.source import IMAGE, TABLE, Split, split_source, whole_source
+from vaekit.data.source import IMAGE, TABLE, TEXT, Split, split_source, whole_source
 from vaekit.data.tables import settings_like_run
+from vaekit.data.text import tokenized
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
 from vaekit.model.latent_paths import PATHS
 from vaekit.model.objectives import gaussian_kl
 from vaekit.runs.directory import load_model, read_metrics, read_results
 from vaekit.runs.labels import RunLabels
+from vaekit.runs.sentences import TrainedSentences
 from vaekit.runtime.device import resolve_device
 
 
@@ -63,6 +65,8 @@ class TrainedVAE:
         self.codec = self.data.make_codec()
         self.labels = RunLabels(self.run_dir, self.data.class_names, self.model.classes, self.device)
         self.conditional = self.labels.conditional  # q(z|x, y), p(x|z, y): label-taking methods need labels
+        # A text run speaks lines of text (`run.text.sample(5)`); the methods here take arrays
+        self.text = TrainedSentences(self.model, self.codec, self.device) if self.data.kind == TEXT else None
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -74,6 +78,7 @@ class TrainedVAE:
 
     def _to_model(self, x: np.ndarray) -> torch.Tensor:
         """Inputs (N, *event_shape) in the data's units (`check_units`) to the model's, on the device."""
+        self._check_arrays()
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.data.event_shape:
             raise UserError(
@@ -82,6 +87,12 @@ class TrainedVAE:
             )
         x = check_units(x, isinstance(self.codec, PixelCodec))
         return self.codec.to_model(torch.as_tensor(x).to(self.device))
+
+    def _check_arrays(self) -> None:
+        """A text run's model speaks lines of text, through `self.text`, not arrays."""
+        if self.text is not None:
+            raise UserError(f"{self.run_dir}: models text, and speaks lines of text: use run.text.sample(count), "
+                            "run.text.encode(lines), run.text.reconstruct(lines), run.text.interpolate(a, b)")
 
     def to_data(self, values: torch.Tensor) -> np.ndarray:
         """Model units (N, *event_shape) back to the data's own (pixels, the table's units)."""
@@ -111,7 +122,10 @@ class TrainedVAE:
             data_config = self._read_like_run(data_config, data_settings)
         raw = read_source(data_config)
         split = split or ("test" if source is None or raw.test_x is not None else "all")
-        chosen = whole_source(raw) if split == "all" else getattr(split_source(raw, data_config), split)
+        codec = self.codec if self.text is not None else None  # text: read by the run's tokenizer, not a new one
+        chosen = whole_source(raw) if split == "all" else getattr(split_source(raw, data_config, codec), split)
+        if codec is not None and split == "all":
+            chosen, _ = tokenized(chosen, codec)
         if tuple(chosen.x.shape[1:]) != self.data.event_shape:
             raise UserError(
                 f"{raw.description}: examples of shape {tuple(chosen.x.shape[1:])} do not fit {self.run_dir}, which "
@@ -148,6 +162,7 @@ class TrainedVAE:
     @torch.no_grad()
     def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """E[x|z] (E[x|z, y] of a conditional run) for latent codes z (N, latent_dim), in data units."""
+        self._check_arrays()
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         return self.to_data(self.model.decode_mean(z, self.labels.tensor(labels, len(z), "decode")))
 
@@ -176,6 +191,7 @@ class TrainedVAE:
         or with `stochastic` a draw x ~ p(x|z) (binary pixels for a Bernoulli model), which spreads as the
         data does. A conditional run decodes each with its class in `labels` (count,), by default the classes in
         turn (0, 1, ..., 0, 1, ...)."""
+        self._check_arrays()
         if not temperature > 0:
             raise UserError(
                 f"--temperature {temperature}: must be above 0 (1 draws from the prior, 0.5 nearer its mean)"
@@ -227,6 +243,7 @@ class TrainedVAE:
         without x the prior's mean 0; the step is the prior's standard deviation 1, or with `posterior_scale`
         the posterior's σ(x) of that input (a much smaller sweep: how sure the encoder is). A conditional run
         encodes x with its `labels` and decodes with `label`, by default x's own (or class 0)."""
+        self._check_arrays()
         dims = list(range(self.model.latent_dim)) if dims is None else self._check_dims(dims, "--dims")
         base = torch.zeros(self.model.latent_dim, device=self.device)
         scales = torch.ones_like(base)
@@ -246,6 +263,7 @@ class TrainedVAE:
         """Decode a grid × grid of codes over two latent dimensions through the inverse Gaussian CDF, the rest
         at 0 (Kingma & Welling's Figure 4): (grid, grid, *event_shape) in data units; a conditional run's with
         `label` (default class 0)."""
+        self._check_arrays()
         if self.model.latent_dim < 2:
             raise UserError(f"{self.run_dir}: a manifold needs 2 latent dimensions, and this run has 1")
         first, second = self._check_dims(list(dims), "--dims")

@@ -2,7 +2,9 @@
 
 uint8 pixels stay uint8 on the device and are scaled per batch (4x less memory and bandwidth); a
 folder too large for memory stays on disk and comes batch by batch (vaekit.data.streaming). The
-order of epoch e is a permutation seeded by (seed, e), so a resumed run takes the same batches.
+order of epoch e is a permutation seeded by (seed, e), so a resumed run takes the same batches. Text is
+bucketed: within each run of BUCKET_BATCHES batches of that permutation, sentences are sorted by length
+and the batches shuffled, so a batch holds sentences of about one length and little padding.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import torch
 from vaekit.data.batch import Batch
 from vaekit.data.codec import Codec
 from vaekit.data.streaming import is_streamed, stored_batches
+from vaekit.data.tokens import PAD, TokenCodec
 from vaekit.errors import UserError
 from vaekit.runtime.world import World
 
 MEAN_EXAMPLES = 512  # for the decoder's starting output: enough for a mean image, quick to decode
 ORDER_SEED_STRIDE = 1_000_003  # a prime, so (seed, epoch) pairs give distinct permutation seeds
+BUCKET_BATCHES = 50  # text: batches sorted by length together (torchtext's BucketIterator's idea)
 
 
 class TrainingData:
@@ -49,7 +53,22 @@ class TrainingData:
     def order(self, epoch: int, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed * ORDER_SEED_STRIDE + epoch)
         order = torch.randperm(len(self.stored), generator=generator)
+        if isinstance(self.codec, TokenCodec):
+            order = self._bucketed(order, generator)
         return order if self.streamed else order.to(self.device)  # streamed files are picked on the CPU
+
+    def _bucketed(self, order: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`order` with each run of BUCKET_BATCHES batches sorted by sentence length, and its full batches
+        shuffled (the last, smaller batch stays last, as the steps expect)."""
+        lengths = (self.stored != PAD).sum(1).cpu()[order]
+        span = self.batch_size * BUCKET_BATCHES
+        sorted_runs = [order[start : start + span][torch.argsort(lengths[start : start + span], stable=True)]
+                       for start in range(0, len(order), span)]
+        order = torch.cat(sorted_runs)
+        full = len(order) // self.batch_size
+        batches = order[: full * self.batch_size].view(full, self.batch_size)
+        shuffled = batches[torch.randperm(full, generator=generator)].reshape(-1)
+        return torch.cat([shuffled, order[full * self.batch_size :]])
 
     def batches(self, order: torch.Tensor, first_step: int) -> Iterator[tuple[int, Batch]]:
         """From step `first_step` of an epoch on: each global batch's size, and this rank's shard of it
@@ -74,6 +93,15 @@ class TrainingData:
             yield min(batch, len(order) - start), stored.to(self.device, non_blocking=True), index
 
     def mean(self) -> torch.Tensor:
+        """The mean of the training data in model units: for token ids, the frequencies (V,) of the tokens (the
+        mean of their one-hot vectors, <pad> aside); else as `examples_mean`."""
+        if isinstance(self.codec, TokenCodec):
+            tokens = self.stored[self.stored != PAD]
+            counts = torch.bincount(tokens.cpu(), minlength=self.codec.vocab_size).to(torch.float64)
+            return (counts / counts.sum()).to(self.device, torch.float32)
+        return self.examples_mean()
+
+    def examples_mean(self) -> torch.Tensor:
         """The mean of the first MEAN_EXAMPLES training examples (a random sample: the split is shuffled) in
         model units (*event_shape), a batch at a time; the same numbers whether the data is in memory or
         streamed from disk (where decoding all of it would cost an epoch)."""

@@ -29,6 +29,9 @@ def graphs_suit(model: nn.Module, device: torch.device) -> bool:
     if not graphs_available():
         logger.info("this torch cannot capture a step that draws from its own generator; no CUDA graphs")
         return False
+    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        logger.info("recurrent networks train without CUDA graphs: their batches change length")
+        return False
     if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         # Their capture failed on an H100 (torch 2.11), for a reason not yet found: they launch eagerly.
         logger.info("convolutional networks train without CUDA graphs")

@@ -31,7 +31,7 @@ class Schedules:
     steps_per_epoch: int
 
     def beta(self, step: int) -> float:
-        return beta_at(step, self.config.beta, self.config.warmup_epochs * self.steps_per_epoch)
+        return beta_at(step, self.config.beta, (self.config.warmup_epochs or 0) * self.steps_per_epoch)
 
     def learning_rate(self, step: int) -> float:
         total = self.config.epochs * self.steps_per_epoch

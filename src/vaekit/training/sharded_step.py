@@ -66,7 +66,7 @@ class ShardStep:
             uniforms = torch.rand((at.global_batch, *x.shape[1:]), generator=noise, device=x.device, dtype=x.dtype)
             x = (uniforms[shard] < x).to(x.dtype)
         eps = torch.randn((parts.objective.samples, at.global_batch, parts.model.latent_dim), generator=noise,
-                          device=x.device, dtype=x.dtype)
+                          device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)  # text: ids
         with parts.precision():
             loss, sums = self.data_parallel(x, eps[:, shard], at.global_batch, at.beta, batch.labels)
         loss.backward()
