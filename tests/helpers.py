@@ -100,3 +100,29 @@ OTHER_MODELS = [  # what else a graphed step must take as the eager one does
     {"model": {"likelihood": "gaussian"}},
     {"model": {"conditional": True}},  # labels in a buffer of the graph's beside x
 ]
+
+
+TOPICS = (  # a small corpus with a global latent factor: every sentence keeps to one topic's words
+    ("the cat", "a kitten", "my dog", "the puppy"), ("sees", "chases", "likes", "bites"),
+    ("the ball", "a mouse", "the bone", "its tail"),
+), (
+    ("the captain", "a sailor", "the crew", "our pilot"), ("steers", "sails", "loads", "leaves"),
+    ("the ship", "a boat", "the harbour", "the sea"),
+), (
+    ("the baker", "a cook", "my aunt", "the chef"), ("bakes", "slices", "serves", "burns"),
+    ("the bread", "a cake", "the pie", "some rolls"),
+)
+
+
+def topic_corpus(path: Path, lines: int = 600, seed: int = 0) -> Path:
+    """`lines` sentences, each of one topic's subject, verb and object (and a full stop, or not)."""
+    import random
+
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(lines):
+        subjects, verbs, objects = rng.choice(TOPICS)
+        end = rng.choice([" .", " !", ""])
+        sentences.append(f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(objects)}{end}")
+    path.write_text("\n".join(sentences) + "\n")
+    return path

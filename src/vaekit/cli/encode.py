@@ -17,6 +17,7 @@ from vaekit.cli.options import (
     data_overrides,
     refuse_existing,
 )
+from vaekit.cli.text_output import add_text_flag, input_lines, write_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +32,11 @@ examples:
 
 The .npz holds `loc` (N, D) = μ(x), `scale` (N, D) = σ(x), `rows` (N,) each input's row in the source
 (a source's own test rows follow its training rows), `names` (N,) each file's path relative to an image
-folder, and `labels` (N,) with `class_names` (label -> name) when the data has them."""
+folder, and `labels` (N,) with `class_names` (label -> name) when the data has them. A text run encodes
+lines (--text, --data or its test split): the .npz holds them as `lines`, a .jsonl one object per line
+{"line", "loc", "scale"}, and without --out those objects go to stdout.
+
+  vaekit encode runs/text --text "the cat sat ." --text "a dog ran ."    codes on stdout"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_flags(parser)
     add_data_source_flags(parser)
     add_split_flag(parser)
-    add_out_flag(parser, "output .npz file")
+    add_out_flag(parser, "output .npz file (a text run: also .jsonl)", unset="stdout, for a text run")
+    add_text_flag(parser, "a line to encode")
     add_json_flag(parser, "what was written")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -56,10 +62,17 @@ def run(args: argparse.Namespace) -> int:
     from vaekit.runs.files import atomic_write_bytes
     from vaekit.runs.trained import TrainedVAE
 
-    if not args.out.lower().endswith(".npz"):
-        raise UserError(f"{args.out}: encode writes a .npz file; name --out like codes.npz")
-    refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    text = trained.text is not None
+    if args.out is None and not text:
+        raise UserError("--out: this run writes codes to a .npz file; name one like codes.npz")
+    if args.out is not None and not args.out.lower().endswith((".npz", ".jsonl") if text else ".npz"):
+        raise UserError(f"{args.out}: encode writes a .npz file{' or .jsonl' if text else ''}; name --out like "
+                        "codes.npz")
+    if args.out is not None:
+        refuse_existing(args.out, args.overwrite)
+    if text:
+        return _lines(args, trained)
     settings = data_overrides(args)
     chosen, class_names = trained.load_split(settings.pop("source", None), args.split, **settings)
     loc, scale = trained.encode(chosen.x, chosen.y)  # q(z|x, y) of a conditional run
@@ -73,6 +86,26 @@ def run(args: argparse.Namespace) -> int:
                           "labels": "labels" in arrays, "arrays": sorted(arrays)}))
     else:
         print(f"wrote loc and scale {loc.shape}, rows{''.join(f', {key}' for key in extras)} to {args.out}")
+    return 0
+
+
+def _lines(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE of a text run
+    import numpy as np
+
+    from vaekit.runs.files import atomic_write_bytes
+
+    lines = input_lines(args, trained)
+    loc, scale = trained.text.encode(lines)
+    if args.out is None or args.out.lower().endswith(".jsonl"):
+        records = [{"line": line, "loc": mu.tolist(), "scale": sigma.tolist()}
+                   for line, mu, sigma in zip(lines, loc, scale)]
+        write_lines(args.out, [json.dumps(record, ensure_ascii=False) for record in records], records)
+    else:
+        buffer = io.BytesIO()
+        np.savez(buffer, loc=loc, scale=scale, lines=np.array(lines, dtype=str))  # unicode: loads without pickle
+        atomic_write_bytes(args.out, buffer.getvalue())
+    if args.out is not None:
+        print(f"wrote loc and scale {loc.shape} of {len(lines)} lines to {args.out}")
     return 0
 
 

@@ -23,7 +23,9 @@ examples:
 
 NLL = −log p(x), estimated as −log (1/K) Σₖ p(x, zₖ)/q(zₖ|x) with zₖ ~ q(z|x): nats per example,
 lower is better; in expectation the estimate tightens as K grows. Bits/dim = NLL / (dimensions · ln 2).
-A latent unit is active when its posterior mean varies over the data by more than 0.01.
+A latent unit is active when its posterior mean varies over the data by more than 0.01. For a text run
+the NLL is per sentence, and per token (each sentence's </s> counted) with the perplexity exp(NLL per
+token); a language-model run (--language-model) has KL 0, and its NLL is exact for any K.
 The same --seed gives the same figures. A run trained with dynamic binarization is evaluated on
 its validation and test images binarized once (fixed by the split seed), as the papers do."""
 
@@ -149,7 +151,11 @@ def _print_figures(figures, what: str, conditional: bool = False) -> None:  # fi
     of = "  -log p(x|y), given each input's label (a conditional run)" if conditional else ""
     print(f"{what}: {figures.examples} examples, K = {figures.importance_samples} importance samples, "
           f"seed {figures.seed}")
-    print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim){of}")
+    if figures.tokens is not None:  # text: per sentence, per token, and the perplexity
+        print(f"NLL           {figures.nll:.2f} nats per sentence; {figures.nll_per_token:.4f} per token "
+              f"({figures.tokens} tokens, </s> included): perplexity {figures.perplexity:.2f}")
+    else:
+        print(f"NLL           {figures.nll:.2f} nats  ({figures.bits_per_dim:.4f} bits/dim){of}")
     print(f"-ELBO         {-figures.elbo:.2f} nats  (reconstruction {-figures.reconstruction:.2f}, "
           f"KL {figures.kl:.2f}; from the same K = {figures.importance_samples} samples as the NLL)")
     print(f"active units  {figures.active_units} of {figures.latent_dim}  (posterior-mean variance > 0.01)")

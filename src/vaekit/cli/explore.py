@@ -43,11 +43,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaekit.errors import UserError
     from vaekit.reporting.explorer import Explorer
     from vaekit.reporting.explorer_server import make_server
     from vaekit.runs.trained import TrainedVAE
 
-    explorer = Explorer(TrainedVAE(args.run_dir, device=args.device))
+    trained = TrainedVAE(args.run_dir, device=args.device)
+    if trained.text is not None:
+        raise UserError(f"{args.run_dir}: the explorer shows pictures and values, and this run models text; its "
+                        "report.html shows its sentences, and sample, reconstruct, interpolate and traverse print them")
+    explorer = Explorer(trained)
     server = make_server(explorer, args.port)
     # flush: whoever started us through a pipe (a test, a script) reads the URL now, not at exit
     print(f"serving {args.run_dir} at {server.url} — Ctrl-C stops it", flush=True)

@@ -14,18 +14,21 @@ from vaekit.cli.options import (
     add_split_flag,
     data_overrides,
     picture_or_table,
-    refuse_existing,
 )
+from vaekit.cli.text_output import add_text_flag, check_out, input_lines, write_lines
 
 EXAMPLES = """\
 examples:
   vaekit interpolate runs/fmnist --out interp.png                   8 random pairs of test images
   vaekit interpolate runs/fmnist --from 3 --to 17 --steps 12 --path slerp --out one.png
   vaekit interpolate runs/table --pairs 4 --out interp.csv          rows in the table's own units
+  vaekit interpolate runs/text --text "i want to go home ." --text "she was not there ."   a homotopy
 
 Each input is encoded to the mean of q(z|x); the codes between two means are decoded to E[x|z]. A
 row of the picture starts and ends with the two inputs themselves. slerp walks along the great
-circle between the codes, which stays where the prior N(0, I) has its mass in many dimensions."""
+circle between the codes, which stays where the prior N(0, I) has its mass in many dimensions. A text run
+prints the sentences decoded greedily along each path (Bowman et al.'s homotopies), of two --text lines
+or of pairs of its test lines; --out writes them to a .txt or .jsonl file."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--path", choices=["linear", "slerp"], default="linear",
                         help="straight or spherical (default linear)")
     add_seed_flag(parser, "the random pairs")
-    add_out_flag(parser, "output file: .png, or .csv for tables and arrays, or a folder of WAV files for sound")
+    add_out_flag(parser, "output file: .png, or .csv for tables and arrays, or a folder of WAV files for sound, "
+                         ".txt or .jsonl for text", unset="stdout, for a text run")
+    add_text_flag(parser, "one end of the path (twice: the start, then the end)")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -81,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     from vaekit.runs.files import atomic_write_bytes, atomic_write_text
     from vaekit.runs.trained import TrainedVAE
 
-    refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    check_out(args, trained.text is not None, "a .png or .csv file, or a folder for sound")
+    if trained.text is not None:
+        return _homotopies(args, trained)
     kind = picture_or_table(args.out, len(trained.data.event_shape) == 1, True, trained.data.audio is not None)
     settings = data_overrides(args)
     x, y = trained.load_inputs(settings.pop("source", None), args.split, **settings)
@@ -103,4 +110,23 @@ def run(args: argparse.Namespace) -> int:
             starts = ends = None
         atomic_write_bytes(args.out, interpolation_png(starts, paths, ends, trained.data, labels, args.path))
     print(f"wrote {len(pairs)} {args.path} interpolations of {args.steps} steps to {args.out}")
+    return 0
+
+
+def _homotopies(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE of a text run
+    from vaekit.errors import UserError
+
+    if args.text is not None and len(args.text) != 2:
+        raise UserError(f"--text: give two lines, the start and the end of the path (given {len(args.text)})")
+    lines = input_lines(args, trained)
+    pairs = [(0, 1)] if args.text else _pairs(args, len(lines))
+    text_lines, records = [], []
+    for number, (i, j) in enumerate(pairs):
+        path = trained.text.interpolate(lines[i], lines[j], args.steps, args.path)
+        text_lines += ([""] if number else []) + path
+        records += [{"pair": number, "step": step, "t": step / (args.steps - 1), "sentence": sentence}
+                    for step, sentence in enumerate(path)]
+    write_lines(args.out, text_lines, records)
+    if args.out is not None:
+        print(f"wrote {len(pairs)} {args.path} homotopies of {args.steps} steps to {args.out}")
     return 0

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--dims {args.dims}: name exactly two dimensions, such as --dims 0,1")
     refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    if trained.text is not None:
+        raise UserError(f"{args.run_dir}: a text run's codes decode to sentences, which a manifold picture cannot "
+                        "show; `vaekit traverse` and `vaekit interpolate` print them")
     if not drawable(trained.data):
         raise UserError(f"{args.run_dir}: this run models {trained.data.kind} data, which a manifold picture cannot "
                         "show; `vaekit traverse` writes its sweeps as a CSV or line plots")

@@ -14,17 +14,20 @@ from vaekit.cli.options import (
     add_seed_flag,
     add_split_flag,
     data_overrides,
-    refuse_existing,
 )
+from vaekit.cli.text_output import add_text_flag, check_out, input_lines, write_lines
 
 EXAMPLES = """\
 examples:
   vaekit reconstruct runs/digits --out recon.png                 the run's own test split
   vaekit reconstruct runs/fmnist --data fashion-mnist --n 16 --out recon.png
   vaekit reconstruct runs/table --data new_rows.csv --out recon.csv   original units and columns
+  vaekit reconstruct runs/text --text "i like the cat ." --text "where is it ?"   sentences, on stdout
 
 Each input x is encoded to the mean of q(z|x) and decoded to E[x|z]. PNG output shows the
-originals with their reconstructions beneath; .npy and .csv hold the reconstructions only."""
+originals with their reconstructions beneath; .npy and .csv hold the reconstructions only. A text run
+prints each line (as its tokenizer reads it) beside the sentence decoded greedily from μ(x) (--beam N:
+by beam search); --out writes them to a .txt (tab-separated) or .jsonl file."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, help="only N examples, spread evenly over the classes when the data has "
                         "labels, else the first N (default 32 for PNG, else all)")
     add_seed_flag(parser, "the examples --n picks in each class")
-    add_out_flag(parser, "output file: .png (images), .npy or .csv (tables)")
+    add_out_flag(parser, "output file: .png (images), .npy or .csv (tables), .txt or .jsonl (text)",
+                 unset="stdout, for a text run")
+    add_text_flag(parser, "a sentence to reconstruct")
+    parser.add_argument("--beam", type=int, default=1, metavar="N",
+                        help="a text run: decode by beam search of width N (default 1: greedy)")
     add_json_flag(parser, "the reconstruction error")
     add_debug_flag(parser)
     parser.set_defaults(handler=run)
@@ -52,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from vaekit.reporting.outputs import write_reconstructions
     from vaekit.runs.trained import TrainedVAE
 
-    refuse_existing(args.out, args.overwrite)
     trained = TrainedVAE(args.run_dir, device=args.device)
+    check_out(args, trained.text is not None, "a .png, .npy or .csv file")
+    if trained.text is not None:
+        return _sentences(args, trained)
     settings = data_overrides(args)
     chosen, _ = trained.load_split(settings.pop("source", None), args.split, **settings)
     count = args.n if args.n is not None else (32 if args.out.lower().endswith(".png") else len(chosen))
@@ -73,4 +82,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(x)} reconstructions to {args.out} (mean absolute error per column, in its units: {columns})")
     else:
         print(f"wrote {len(x)} reconstructions to {args.out} (mean absolute error {error.mean():.4g} in data units)")
+    return 0
+
+
+def _sentences(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE of a text run
+    from vaekit.errors import UserError
+
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n {args.n}: ask for at least one line")
+    pairs = trained.text.reconstruct(input_lines(args, trained, args.n if args.n is not None else 32),
+                                     beam=args.beam)
+    exact = sum(given == output for given, output in pairs)
+    write_lines(args.out, [f"{given}\t{output}" for given, output in pairs],
+                [{"input": given, "reconstruction": output} for given, output in pairs])
+    if args.json:
+        print(json.dumps({"out": args.out, "count": len(pairs), "exact": exact}))
+    elif args.out is not None:
+        print(f"wrote {len(pairs)} reconstructions to {args.out} ({exact} exactly the input)")
     return 0

@@ -66,7 +66,9 @@ class TokenCodec:
         tokenizer = new_tokenizer(tokens)
         size = vocab_size + len(SPECIAL_TOKENS)  # --vocab-size counts the tokens of the text, not the specials
         if tokens == "bpe":
-            trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+            # A merge seen once is noise: BPE merges pairs that occur twice or more
+            trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2,
+                                          show_progress=False)
         else:
             trainer = trainers.WordLevelTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS),
                                                 show_progress=False)
@@ -85,7 +87,7 @@ class TokenCodec:
                                                                    else ""))
         if self.tokens == "bpe" and not json.loads(self.tokenizer.to_str())["model"]["merges"]:
             raise UserError(f"{where}: too little text to learn subwords from (--tokens bpe found no pair of "
-                            "characters to merge); give it more text, or use --tokens word or --tokens char")
+                            "characters that occurs twice); give it more text, or use --tokens word or --tokens char")
 
     @property
     def vocab_size(self) -> int:

@@ -24,6 +24,7 @@ import torch
 
 from vaekit.data.batch import Batch
 from vaekit.data.codec import Codec
+from vaekit.data.tokens import PAD, TokenCodec
 from vaekit.evaluation.bounds import EVAL_BATCH
 from vaekit.model.objectives import gaussian_kl, log_importance_weights
 from vaekit.model.vae import VAE, reparameterize
@@ -126,9 +127,15 @@ class Evaluation:
     latent_dim: int
     data_dimensions: int
     seconds: float
+    # Text: the tokens of the examples (each sentence's </s> included), the NLL per token and the perplexity
+    # exp(NLL per token), the figures language-model papers print; None for other data
+    tokens: int | None = None
+    nll_per_token: float | None = None
+    perplexity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+        figures = {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+        return {key: value for key, value in figures.items() if value is not None}
 
 
 def active_units(posterior_mean_variance: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
@@ -197,6 +204,7 @@ def evaluate(
     stored = torch.as_tensor(stored)
     if len(stored) == 0:
         raise ValueError("evaluate needs at least one example")
+    tokens = int((stored != PAD).sum()) if isinstance(codec, TokenCodec) else None
     generator = torch.Generator(device=device).manual_seed(seed)
     event_size = math.prod(stored.shape[1:])
     decoded = model.output_elements  # the decoder's outputs per example: what a chunk holds
@@ -220,7 +228,7 @@ def evaluate(
     finally:
         model.train(was_training)
     totals.summed_over(world)
-    return _figures(totals, importance_samples, seed, event_size, time.perf_counter() - started)
+    return _figures(totals, importance_samples, seed, event_size, time.perf_counter() - started, tokens)
 
 
 class _ChunkProgress:
@@ -243,8 +251,10 @@ def _draw_and_discard(generator: torch.Generator, examples: int, latent_dim: int
                     device=generator.device)
 
 
-def _figures(totals: _Totals, importance_samples: int, seed: int, event_size: int, seconds: float) -> Evaluation:
+def _figures(totals: _Totals, importance_samples: int, seed: int, event_size: int, seconds: float,
+             tokens: int | None = None) -> Evaluation:
     nll = -totals.log_marginal / totals.count
+    per_token = None if tokens is None else nll * totals.count / tokens
     kl_per_dim = totals.kl_per_dim / totals.count
     reconstruction = totals.reconstruction / totals.count
     mean_variance = totals.posterior_mean_variance()
@@ -263,4 +273,7 @@ def _figures(totals: _Totals, importance_samples: int, seed: int, event_size: in
         latent_dim=len(kl_per_dim),
         data_dimensions=event_size,
         seconds=seconds,
+        tokens=tokens,
+        nll_per_token=per_token,
+        perplexity=None if per_token is None else math.exp(per_token),
     )

@@ -190,6 +190,17 @@ def _evaluations(run: TrainedVAE) -> str:
         return ("<p>No importance-sampled evaluation saved yet: <code>vaekit evaluate RUN</code> adds the "
                 "NLL (K = 5000 samples, as papers report it) here.</p>")
     current = weights_digest(run.run_dir)
+    if run.text is not None:  # per sentence, per token and the perplexity, as language-model papers give them
+        rows = [[key, f"{f['nll']:.2f}", f"{f.get('nll_per_token', float('nan')):.4f}",
+                 f"{f.get('perplexity', float('nan')):.2f}", f"{f['kl']:.2f}",
+                 f"{f['active_units']} of {f['latent_dim']}",
+                 f"{f['importance_samples']:,}", f"{f['examples']:,}",
+                 "" if f.get("weights") in (None, current) else "weights since changed"] for key, f in saved.items()]
+        return ("<p>Saved by <code>vaekit evaluate</code>: the NLL −log p(x) per sentence estimated with K importance "
+                "samples, per token (each sentence's &lt;/s&gt; counted), the perplexity exp(NLL per token), the KL "
+                "term and the active units.</p>"
+                + table(["evaluation", "NLL", "NLL/token", "perplexity", "KL", "active units", "K", "examples",
+                         "note"], rows))
     rows = [[key, f"{f['nll']:.2f}", f"{f['bits_per_dim']:.4f}", f"{-f['elbo']:.2f}",
              f"{f['active_units']} of {f['latent_dim']}", f"{f['importance_samples']:,}", f"{f['examples']:,}",
              "" if f.get("weights") in (None, current) else "weights since changed"] for key, f in saved.items()]

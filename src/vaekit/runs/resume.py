@@ -14,14 +14,17 @@ from vaekit.runs.directory import DataInfo
 # tensorboard adds a second log of the same records; it changes nothing the run computes.
 RESUMABLE_SETTINGS = ("epochs", "patience", "learning_rate", "device", "cuda_graphs", "checkpoint_every_steps",
                       "checkpoint_every_minutes", "tensorboard")
+# Settings whose default (None) a run resolves when it begins, from its data, and config.json records: left unset,
+# a resume keeps what the run resolved
+RESOLVED_WHEN_BEGUN = ("batch_size", "warmup_epochs")
 
 
 def resumed_config(saved: RunConfig, requested: RunConfig | None, out: Path) -> RunConfig:
     """The saved config with the training settings a resume may change taken from `requested`."""
     if requested is None:
         return saved
-    if requested.train.batch_size is None:  # the default, which the run resolved when it began: no change
-        requested = replace(requested, train=replace(requested.train, batch_size=saved.train.batch_size))
+    unset = {name: getattr(saved.train, name) for name in RESOLVED_WHEN_BEGUN if getattr(requested.train, name) is None}
+    requested = replace(requested, train=replace(requested.train, **unset))  # the run's resolved values: no change
     changed = [
         f"{f.name} = {getattr(saved.train, f.name)!r} (not {getattr(requested.train, f.name)!r})"
         for f in fields(TrainConfig)

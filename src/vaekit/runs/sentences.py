@@ -68,6 +68,30 @@ class TrainedSentences:
         return loc.cpu().numpy(), torch.exp(0.5 * log_variance).cpu().numpy()
 
     @torch.no_grad()
+    def encode_ids(self, ids: np.ndarray) -> np.ndarray:
+        """μ(x) (N, D) of lines given as the run's token ids (N, max_length + 1), as `load_inputs` reads them."""
+        loc, _ = self.model.encode(Batch(torch.as_tensor(np.asarray(ids), device=self.device)))
+        return loc.cpu().numpy()
+
+    @torch.no_grad()
+    def traverse(self, dims: list[int], steps: int = 7, span: float = 3.0, line: str | None = None,
+                 posterior_scale: bool = False) -> list[list[str]]:
+        """Each of `dims` swept from −span to +span around a base code, the others held, decoded greedily: a list
+        of `steps` sentences per dimension. The base is μ(line), or the prior's mean 0 without a line; the step
+        is the prior's 1, or with `posterior_scale` the line's σ(x)."""
+        base = torch.zeros(self.model.latent_dim, device=self.device)
+        scales = torch.ones_like(base)
+        if line is not None:
+            loc, log_variance = self.model.encode(Batch(self.ids([line])))
+            base = loc[0]
+            scales = torch.exp(0.5 * log_variance[0]) if posterior_scale else scales
+        elif posterior_scale:
+            raise UserError("--posterior-scale needs a line to take σ(x) from: pass --text LINE or --index I")
+        codes = latent_paths.traversal(base, scales, dims, steps, span)  # (dims, steps, D)
+        sentences = self.decode(codes.reshape(-1, self.model.latent_dim))
+        return [sentences[i * steps : (i + 1) * steps] for i in range(len(dims))]
+
+    @torch.no_grad()
     def kl_per_dimension(self, lines: Sequence[str]) -> np.ndarray:
         """KL(q(zⱼ|x) ‖ p(zⱼ)) of each latent dimension averaged over the lines: (D,) nats."""
         loc, log_variance = self.model.encode(Batch(self.ids(lines)))

@@ -278,8 +278,9 @@ class TrainedVAE:
     def latents(self, x: np.ndarray, method: str = "pca", seed: int = 0,
                 labels: np.ndarray | None = None) -> tuple[np.ndarray, tuple[str, str]]:
         """The posterior means μ(x) in two dimensions (N, 2) and the axes' names: as they are for D ≤ 2, else
-        by PCA or t-SNE (`method`, seeded by `seed`). A conditional run encodes with the `labels`."""
-        loc, _ = self.encode(x, labels)
+        by PCA or t-SNE (`method`, seeded by `seed`). A conditional run encodes with the `labels`; a text run
+        takes its lines as token ids, as `load_inputs` reads them."""
+        loc = self.text.encode_ids(x) if self.text is not None else self.encode(x, labels)[0]
         return latent_paths.project(loc, method, seed)
 
     def _check_dims(self, dims: list[int], flag: str) -> list[int]:
