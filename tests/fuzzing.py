@@ -234,6 +234,8 @@ def valid_files() -> dict[str, bytes]:
         "z.npz": _saved(lambda b: np.savez_compressed(b, x=np.arange(12.0).reshape(3, 4))),
         "t.csv": b"a,b,c\n1,2,3\n4,5,6\n",
         "t.csv.gz": gzip.compress(b"a,b\n1,2\n"),
+        "c.txt": b"The cat sat.\nA dog ran!\n",
+        "c.txt.gz": gzip.compress("Café au lait.\nÜber alles\n".encode()),
         "train-images-idx3-ubyte.gz": gzip.compress(idx),
         "train-images-idx3-ubyte": idx,
         **{f"s.{suffix}": _saved(lambda b, form=form, kind=kind: soundfile.write(b, tone, 8000, kind, format=form))

@@ -39,6 +39,9 @@ from pathlib import Path
 os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported: the same figures on any core count
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import topic_corpus  # noqa: E402 (tests/helpers.py, after the path that finds it)
+
 README = ROOT / "README.md"
 # Files the commands read, written into the temporary directory first.
 FILES = {
@@ -63,8 +66,19 @@ TRANSCRIPTS = {
         "vaekit train --epoch 3 --out runs/x",
         "vaekit train --config ten.toml --out runs/x",
     ],
+    "text": [
+        "vaekit train --data sentences.txt --out runs/text --epochs 10 --latent-dim 4 --rnn-size 64 --quiet",
+        "vaekit sample runs/text --n 3 --beam 4",
+        'vaekit reconstruct runs/text --text "My dog chases the ball !" --text "A sailor loads the boat ."',
+        'vaekit interpolate runs/text --text "the puppy likes the bone" --text "the chef burns a cake" --steps 5',
+        "vaekit evaluate runs/text --importance-samples 100",
+        "vaekit train --data sentences.txt --out runs/lm --epochs 10 --rnn-size 64 --language-model --quiet",
+        "vaekit evaluate runs/lm --importance-samples 1",
+    ],
 }
-VOLATILE = [(re.compile(r"[\d,.]+ img/s"), "… img/s"), (re.compile(r"\b\d+(\.\d+)? s of training"), "… s of training")]
+GENERATED = {"sentences.txt": lambda path: topic_corpus(path, 1200)}  # tests/helpers.py: 3 topics, 1,200 lines
+VOLATILE = [(re.compile(r"[\d,.]+ img/s"), "… img/s"), (re.compile(r"\b\d+(\.\d+)? s of training"), "… s of training"),
+            (re.compile(r"^time +[\d.]+ s$", re.M), "time          … s")]
 BLOCK = re.compile(r"(<!-- transcript: (?P<name>[\w-]+) -->\n)```console\n.*?```\n(?=<!-- /transcript -->)", re.S)
 
 
@@ -108,6 +122,8 @@ def transcripts() -> dict[str, str]:
         for name, text in FILES.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
+        for name, write in GENERATED.items():
+            write(folder / name)
         blocks = {}
         with inside(folder):
             for name, commands in TRANSCRIPTS.items():

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vaekit.config import DataConfig
 from vaekit.data.codec import codec_from_dict
 from vaekit.data.loading import detect_format, load_data
 from vaekit.data.text import read_text
 from vaekit.data.tokens import EOS, PAD, UNK, TokenCodec
+from vaekit.errors import UserError
 
 
 def test_a_file_a_gzip_and_a_folder_are_read_alike_without_blank_lines(tmp_path: Path):
@@ -94,3 +97,20 @@ def test_the_codec_is_json_and_comes_back_equal():
         codec_from_dict(saved, (20,))
     with pytest.raises(ValueError, match="unreadable"):
         codec_from_dict({**saved, "tokenizer": {"model": "nonsense"}})
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=40),
+       tokens=st.sampled_from(["word", "char", "bpe"]))
+def test_any_text_trains_a_tokenizer_or_is_refused_in_one_line(tmp_path_factory, lines, tokens):
+    """Whatever the lines hold (any Unicode, control characters, lone marks), the corpus is split and tokenized,
+    or refused with a UserError; the ids decode to lines again."""
+    path = tmp_path_factory.mktemp("fuzz") / "c.txt"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        splits = load_data(DataConfig(source=str(path), tokens=tokens, validation_fraction=0, test_fraction=0))
+    except UserError as error:
+        assert "\n" not in str(error) and str(path) in str(error)
+        return
+    assert splits.train.x.dtype == np.int64 and (splits.train.x[:, 0] != PAD).all()
+    assert len(splits.codec.decode(splits.train.x)) == len(splits.train)

@@ -39,8 +39,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"run        {args.run_dir}")
     print(f"data       {data.description}: {data.kind}, shape {data.event_shape}, "
           f"{data.counts['train']} train / {data.counts['validation']} validation / {data.counts['test']} test")
-    print(f"model      {model.architecture} hidden {list(model.hidden_sizes)} latent {model.latent_dim}, "
-          f"{data.likelihood} likelihood")
+    if data.kind == "text":
+        codec = data.codec
+        vocabulary = len(codec.get("tokenizer", {}).get("model", {}).get("vocab", {}))
+        network = ("language model (the decoder without z)" if model.language_model else "sentence VAE") + (
+            f": GRU {model.rnn_size}, embedding {model.embedding_dim}, latent {model.latent_dim}, word dropout "
+            f"{model.word_dropout:g}; {codec.get('tokens')} tokens, vocabulary {vocabulary}, max length "
+            f"{codec.get('max_length')}")
+        print(f"model      {network}, categorical likelihood")
+    else:
+        print(f"model      {model.architecture} hidden {list(model.hidden_sizes)} latent {model.latent_dim}, "
+              f"{data.likelihood} likelihood")
     average = f"weights averaged (decay {train.weight_average:g})" if train.weight_average else "raw weights kept"
     print(f"training   {train.objective}, Adam lr {train.learning_rate:g} beta2 {train.adam_beta2:g}, "
           f"batch {train.batch_size}, epochs {train.epochs}, seed {train.seed}, binarize {config.data.binarize}, "
@@ -74,6 +83,8 @@ def _print_evaluations(run_dir: str, evaluations: dict) -> None:
     current = weights_digest(run_dir)
     for key, figures in evaluations.items():
         earlier = "" if figures.get("weights") in (None, current) else "  [weights since changed by a resume]"
-        print(f"evaluated  {key}: NLL {figures['nll']:.2f} nats ({figures['bits_per_dim']:.4f} bits/dim), "
+        per = (f"{figures['nll_per_token']:.4f} per token, perplexity {figures['perplexity']:.2f}"
+               if "perplexity" in figures else f"{figures['bits_per_dim']:.4f} bits/dim")
+        print(f"evaluated  {key}: NLL {figures['nll']:.2f} nats ({per}), "
               f"active units {figures['active_units']} of {figures['latent_dim']}, "
               f"K = {figures['importance_samples']}, {figures['examples']} examples{earlier}")
