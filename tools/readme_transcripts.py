@@ -67,12 +67,15 @@ TRANSCRIPTS = {
         "vaekit train --config ten.toml --out runs/x",
     ],
     "text": [
-        "vaekit train --data sentences.txt --out runs/text --epochs 10 --latent-dim 4 --rnn-size 64 --quiet",
+        "vaekit train --data sentences.txt --out runs/text --epochs 20 --batch-size 32 --latent-dim 4 --rnn-size 64 "
+        "--word-dropout 0.5 --quiet",
         "vaekit sample runs/text --n 3 --beam 4",
         'vaekit reconstruct runs/text --text "My dog chases the ball !" --text "A sailor loads the boat ."',
         'vaekit interpolate runs/text --text "the puppy likes the bone" --text "the chef burns a cake" --steps 5',
+        "vaekit traverse runs/text --steps 3 --dims 0",
         "vaekit evaluate runs/text --importance-samples 100",
-        "vaekit train --data sentences.txt --out runs/lm --epochs 10 --rnn-size 64 --language-model --quiet",
+        "vaekit train --data sentences.txt --out runs/lm --epochs 20 --batch-size 32 --rnn-size 64 --language-model "
+        "--quiet",
         "vaekit evaluate runs/lm --importance-samples 1",
     ],
 }
