@@ -25,6 +25,7 @@ from vaekit.errors import UserError
 logger = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".txt.gz")
 LARGEST_TEXT_BYTES = 2 << 30  # decoded: a corpus a sentence VAE trains on in memory
+READ_BLOCK_BYTES = 1 << 20
 
 
 def is_text(path: Path) -> bool:
@@ -77,17 +78,24 @@ def read_lines(path: Path, encoding: str) -> list[str]:
 
 
 def _file_bytes(path: Path) -> bytes:
+    too_large = UserError(f"{path}: holds more than {LARGEST_TEXT_BYTES >> 30} GiB of text; split it or use a part")
     try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as file:
-                data = file.read(LARGEST_TEXT_BYTES + 1)
-        else:
+        if not path.name.lower().endswith(".gz"):
+            if path.stat().st_size > LARGEST_TEXT_BYTES:
+                raise too_large
             data = path.read_bytes()
+        else:  # block by block: a few bytes of gzip can claim gigabytes, and read(n) would allocate all n at once
+            blocks, size = [], 0
+            with gzip.open(path, "rb") as file:
+                while block := file.read(READ_BLOCK_BYTES):
+                    size += len(block)
+                    if size > LARGEST_TEXT_BYTES:
+                        raise too_large
+                    blocks.append(block)
+            data = b"".join(blocks)
     except (OSError, EOFError, zlib.error) as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise UserError(f"{path}: cannot be read ({reason}); pass a readable .txt or .txt.gz file") from error
-    if len(data) > LARGEST_TEXT_BYTES:
-        raise UserError(f"{path}: holds more than {LARGEST_TEXT_BYTES >> 30} GiB of text; split it or use a part")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a UTF-8 byte-order mark is no character of the first line
     return data
