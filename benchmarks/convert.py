@@ -13,18 +13,12 @@ a row per class, beside the run.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def vaekit(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"vaekit {' '.join(args)} failed:\n{done.stderr}")
+from commands import vaekit
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,14 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def vaekit(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"vaekit {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
+from commands import ROOT, vaekit
 
 
 def main(argv: list[str] | None = None) -> int:

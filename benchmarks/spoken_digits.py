@@ -21,15 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def vaekit(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"vaekit {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
+from commands import ROOT, vaekit
 
 
 def reconstruction_db(run: Path) -> tuple[float, float]:
