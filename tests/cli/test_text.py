@@ -108,6 +108,20 @@ def test_array_methods_of_a_text_run_say_to_use_its_text(text_run: Path):
     assert result.code == 2 and "manifold picture cannot" in result.err and "Traceback" not in result.err
 
 
+@pytest.mark.parametrize(("command", "words"), [
+    (["explore"], "the explorer shows pictures"),
+    (["gradient-variance", "--draws", "2", "--out", "{tmp}/gv"], "is a text run"),
+    (["convert", "--to-label", "a", "--out", "{tmp}/c.png"], "conditional VAE"),
+    (["sample", "--out", "{tmp}/s.png"], ".txt or .jsonl"),
+    (["sample", "--label", "a"], "no labels"),
+])
+def test_what_a_text_run_cannot_do_is_one_line(text_run: Path, tmp_path: Path, capsys, command, words):
+    argv = [command[0], str(text_run), *(part.format(tmp=tmp_path) for part in command[1:])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
 def test_a_text_run_resumes_bit_for_bit(corpus: Path, tmp_path: Path):
     reference = tmp_path / "reference"
     train(text_config(corpus), reference)

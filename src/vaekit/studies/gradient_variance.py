@@ -30,6 +30,7 @@ from torch.distributions import kl_divergence
 
 from vaekit.config import RunConfig
 from vaekit.data.batch import Batch
+from vaekit.data.source import TEXT
 from vaekit.errors import UserError
 from vaekit.model.vae import VAE
 from vaekit.reporting.pictures import save_figure
@@ -294,6 +295,9 @@ def trained_model_and_batch(
     from vaekit.runs.directory import load_model
 
     model, config, info = load_model(run_dir, device)
+    if info.kind == TEXT:
+        raise UserError(f"{run_dir} is a text run; the gradient-variance study measures the VAE of images, sounds "
+                        "and tables, whose p(x|z) is one distribution object, not a sentence VAE's GRU decoder")
     if model.classes:
         raise UserError(f"{run_dir} is a conditional VAE; the gradient-variance study measures plain ones, of "
                         "q(z|x) alone")
@@ -310,6 +314,9 @@ def fresh_model_and_batch(
     from vaekit.data.source import resolve_likelihood
 
     splits = load_data(config.data)
+    if splits.raw.kind == TEXT:
+        raise UserError(f"{config.data.source}: is text; the gradient-variance study measures the VAE of images, "
+                        "sounds and tables, not a sentence VAE")
     with torch.random.fork_rng(devices=[]):  # initialization draws from the global generator; keep the caller's intact
         torch.manual_seed(settings.seed)
         model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
