@@ -12,6 +12,7 @@ split is an (N, max_length + 1) array and a model finds each line's tokens where
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")  # in the order of their ids
-JOINERS = {"word": " ", "char": ""}  # how a line's tokens are put back together (bpe: its own decoder)
+# Words are put back together with spaces, then these spaces taken out again: before closing punctuation, after
+# opening brackets, and around the apostrophe of a contraction ("don ' t" -> "don't"), as a detokenizer does
+WORD_SPACING = ((re.compile(r" ([.,!?;:%)\]}])"), r"\1"), (re.compile(r"([(\[{$]) "), r"\1"),
+                (re.compile(r"(?<=[\w>]) ' (?=(?:t|s|m|d|re|ve|ll)\b)"), "'"))
 
 
 def new_tokenizer(tokens: str) -> Tokenizer:
@@ -48,6 +52,14 @@ def new_tokenizer(tokens: str) -> Tokenizer:
         tokenizer.normalizer = normalizers.NFKC()
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     return tokenizer
+
+
+def joined_words(words: Sequence[str]) -> str:
+    """Word tokens as a line of text: "i ' m not a <unk> ." -> "i'm not a <unk>."."""
+    line = " ".join(words)
+    for pattern, replacement in WORD_SPACING:
+        line = pattern.sub(replacement, line)
+    return line
 
 
 @dataclass(frozen=True)
@@ -117,8 +129,10 @@ class TokenCodec:
             pieces = [self.tokenizer.id_to_token(int(i)) or "<unk>" for i in row if i not in (PAD, BOS)]
             if self.tokens == "bpe":
                 lines.append(self.tokenizer.decoder.decode(pieces).strip())
+            elif self.tokens == "char":
+                lines.append("".join(pieces))
             else:
-                lines.append(JOINERS[self.tokens].join(pieces))
+                lines.append(joined_words(pieces))
         return lines
 
     def to_model(self, stored: torch.Tensor) -> torch.Tensor:
