@@ -651,6 +651,7 @@ FOUND: dict[str, Callable[[], list[Any]]] = {  # each input here once escaped as
         ("a.png", VALID["a.png"][:33] + b"\x05" + VALID["a.png"][34:]),  # an IDAT claiming 80 MiB, read at once
         ("s.flac", VALID["s.flac"][:22] + b"\x01" + VALID["s.flac"][23:]),  # 16.8 M frames claimed, allocated
         ("a.tif", VALID["a.tif"][:32] + b"U" + VALID["a.tif"][33:]),  # 6 x 5.6 M pixels, decoded: see IMAGE_PIXELS
+        ("c.txt.gz", b""),  # gzip's read(2 GiB) allocated the 2 GiB at once, for an empty file
     ],
     "headers": lambda: [("x.npz", _deflated_npz_claiming(10**9))],  # allocated the 954 MiB the zip headers claimed
     "toml": lambda: [
