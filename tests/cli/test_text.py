@@ -136,3 +136,19 @@ def test_a_text_run_resumes_bit_for_bit(corpus: Path, tmp_path: Path):
         train(text_config(corpus), out, hooks=Hooks(before_write=crash_at_the_third_checkpoint))
     train(None, out, resume=True)
     assert_same_run(out, reference)
+
+
+@pytest.mark.parametrize("tokens", ["char", "bpe"])
+def test_characters_and_subwords_train_and_speak_text(corpus: Path, tmp_path: Path, capsys, tokens: str):
+    out = tmp_path / tokens
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--tokens", tokens, "--vocab-size", "200",
+                 "--max-length", "60", "--epochs", "2", *SMALL[2:]]) == 0
+    codec = json.loads((out / "config.json").read_text())["data"]["codec"]
+    assert codec["tokens"] == tokens and codec["max_length"] == 60
+    capsys.readouterr()
+    assert main(["reconstruct", str(out), "--text", "The cat sees a mouse."]) == 0
+    given, _ = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert given == "The cat sees a mouse."  # characters and subwords keep the line as written
+    assert main(["evaluate", str(out), "--importance-samples", "3", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["tokens"] >= figures["examples"] * (15 if tokens == "char" else 4)  # a token a char, a piece
