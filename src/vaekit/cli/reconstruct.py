@@ -93,10 +93,12 @@ def _sentences(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE
     pairs = trained.text.reconstruct(input_lines(args, trained, args.n if args.n is not None else 32),
                                      beam=args.beam)
     exact = sum(given == output for given, output in pairs)
-    write_lines(args.out, [f"{given}\t{output}" for given, output in pairs],
-                [{"input": given, "reconstruction": output} for given, output in pairs])
+    records = [{"input": given, "reconstruction": output} for given, output in pairs]
+    if args.out is not None or not args.json:  # with --json and no file, the pairs go into the JSON object
+        write_lines(args.out, [f"{given}\t{output}" for given, output in pairs], records)
     if args.json:
-        print(json.dumps({"out": args.out, "count": len(pairs), "exact": exact}))
+        pairs_if_printed = {} if args.out else {"pairs": records}
+        print(json.dumps({"out": args.out, "count": len(pairs), "exact": exact, **pairs_if_printed}))
     elif args.out is not None:
         print(f"wrote {len(pairs)} reconstructions to {args.out} ({exact} exactly the input)")
     return 0

@@ -59,7 +59,7 @@ def read_text(config: DataConfig) -> RawData:
 
 
 def read_lines(path: Path, encoding: str) -> list[str]:
-    """The non-blank lines of one file, stripped, decoded from `encoding`."""
+    """The non-blank lines of one file, decoded from `encoding`, each run of whitespace one space."""
     data = _file_bytes(path)
     if b"\0" in data:
         line = data[: data.index(b"\0")].count(b"\n") + 1
@@ -74,7 +74,7 @@ def read_lines(path: Path, encoding: str) -> list[str]:
         line = data[: error.start].count(b"\n") + 1
         raise UserError(f"{path}: line {line} is not {encoding} (byte 0x{data[error.start]:02x}); pass the file's "
                         "encoding with --encoding (such as latin-1 or cp1252), or convert it to UTF-8") from error
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]  # runs of whitespace: one space
 
 
 def _file_bytes(path: Path) -> bytes:
