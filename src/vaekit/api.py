@@ -144,7 +144,8 @@ def _with_network(config: RunConfig, splits: Splits) -> RunConfig:
     the pictures the two-layer default suits); else the MLP."""
     model = config.model
     text = splits.raw.kind == TEXT
-    if (model.architecture not in ("auto", "rnn")) if text else model.architecture == "rnn":
+    refused = model.architecture not in ("auto", "rnn") if text else model.architecture == "rnn"
+    if refused:
         wanted = "rnn (or auto)" if text else "auto, mlp or conv"
         raise UserError(f"--architecture {model.architecture}: {splits.raw.description} is "
                         f"{'text' if text else splits.raw.kind + ' data'}, which trains with {wanted}")

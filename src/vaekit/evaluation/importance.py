@@ -68,7 +68,6 @@ def log_likelihood(model: VAE, z: torch.Tensor, batch: Batch) -> torch.Tensor:
     return model.importance_log_likelihood(z, batch)
 
 
-
 def running_logsumexp(running: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
     """Fold a chunk of log weights (k, B) into the running log Σ exp (B,); −inf starts it."""
     return torch.logaddexp(running, torch.logsumexp(chunk, dim=0))
@@ -207,7 +206,9 @@ def evaluate(
     tokens = None
     if isinstance(codec, TokenCodec):  # sentences in order of length: each batch is cut to its longest (1.8x faster)
         tokens = int((stored != PAD).sum())
-        stored = stored[torch.argsort((stored != PAD).sum(1), stable=True)]
+        by_length = torch.argsort((stored != PAD).sum(1), stable=True)
+        stored = stored[by_length]
+        labels = None if labels is None else torch.as_tensor(labels)[by_length]
     generator = torch.Generator(device=device).manual_seed(seed)
     event_size = math.prod(stored.shape[1:])
     decoded = model.output_elements  # the decoder's outputs per example: what a chunk holds
