@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
 def _homotopies(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE of a text run
     from vaekit.errors import UserError
 
+    if args.label is not None:
+        raise UserError(f"--label {args.label}: needs a conditional VAE; a text run has no labels")
     if args.text is not None and len(args.text) != 2:
         raise UserError(f"--text: give two lines, the start and the end of the path (given {len(args.text)})")
     lines = input_lines(args, trained)

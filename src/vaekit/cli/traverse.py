@@ -101,6 +101,8 @@ def _sentences(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE
     from vaekit.errors import UserError
     from vaekit.model import latent_paths
 
+    if args.label is not None:
+        raise UserError(f"--label {args.label}: needs a conditional VAE; a text run has no labels")
     if args.text is not None and (len(args.text) != 1 or args.index is not None):
         raise UserError("--text: give one line to sweep around (or --index I of the test split), not both or more")
     lines = input_lines(argparse.Namespace(**{**vars(args), "text": None, "split": None}), trained)
