@@ -268,6 +268,8 @@ CASES = [
     Case("sample into a missing folder", lambda t, r: ["sample", r, "--out", t / "no/s.csv"],
          ("s.csv", "does not exist")),
     Case("sample zero examples", lambda t, r: ["sample", r, "--n", "0", "--out", t / "s.csv"], ("--n 0",)),
+    Case("--text for a run of a table", lambda t, r: ["reconstruct", r, "--text", "hello", "--out", t / "r.csv"],
+         ("--text", "pass --data instead")),
 ]
 
 

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     trained = TrainedVAE(args.run_dir, device=args.device)
     text = trained.text is not None
+    if args.text and not text:
+        raise UserError("--text: gives lines to a text run, and this run models other data; pass --data instead")
     if args.out is None and not text:
         raise UserError("--out: this run writes codes to a .npz file; name one like codes.npz")
     if args.out is not None and not args.out.lower().endswith((".npz", ".jsonl") if text else ".npz"):

@@ -21,6 +21,8 @@ def check_out(args: argparse.Namespace, text: bool, files: str) -> None:
     from vaekit.cli.options import refuse_existing
     from vaekit.errors import UserError
 
+    if getattr(args, "text", None) and not text:
+        raise UserError("--text: gives lines to a text run, and this run models other data; pass --data instead")
     if args.out is None:
         if not text:
             raise UserError(f"--out: this run writes files; name one ({files})")
