@@ -15,9 +15,8 @@ from vaekit.cli.options import (
     add_run_flags,
     add_split_flag,
     data_overrides,
-    refuse_existing,
 )
-from vaekit.cli.text_output import add_text_flag, input_lines, write_lines
+from vaekit.cli.text_output import add_text_flag, check_out, input_lines, write_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,15 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     trained = TrainedVAE(args.run_dir, device=args.device)
     text = trained.text is not None
-    if args.text and not text:
-        raise UserError("--text: gives lines to a text run, and this run models other data; pass --data instead")
-    if args.out is None and not text:
-        raise UserError("--out: this run writes codes to a .npz file; name one like codes.npz")
-    if args.out is not None and not args.out.lower().endswith((".npz", ".jsonl") if text else ".npz"):
-        raise UserError(f"{args.out}: encode writes a .npz file{' or .jsonl' if text else ''}; name --out like "
-                        "codes.npz")
-    if args.out is not None:
-        refuse_existing(args.out, args.overwrite)
+    if not text and args.out is not None and not args.out.lower().endswith(".npz"):
+        raise UserError(f"{args.out}: encode writes a .npz file; name --out like codes.npz")
+    check_out(args, text, "a .npz file like codes.npz", text_suffixes=(".npz", ".jsonl"))
     if text:
         return _lines(args, trained)
     settings = data_overrides(args)

@@ -95,13 +95,11 @@ def _sentences(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE
         raise UserError(f"{trained.run_dir}: --label and --per-label need a conditional VAE; a text run has no labels")
     temperature = args.temperature if args.temperature is not None else (1.0 if args.stochastic else None)
     sentences = trained.text.sample(args.n, seed=args.seed, temperature=temperature, beam=args.beam)
-    if args.json:  # one JSON object on stdout: the sentences themselves when no file takes them
-        if args.out is not None:
-            write_lines(args.out, sentences, [{"sentence": line} for line in sentences])
+    if args.out is not None or not args.json:  # with --json and no file, the sentences go into the JSON object
+        write_lines(args.out, sentences, [{"sentence": line} for line in sentences])
+    if args.json:
         print(json.dumps({"out": args.out, "count": len(sentences), **({} if args.out else {"sentences": sentences})}))
-        return 0
-    write_lines(args.out, sentences, [{"sentence": line} for line in sentences])
-    if args.out is not None:
+    elif args.out is not None:
         print(f"wrote {len(sentences)} sentences to {args.out}")
     return 0
 

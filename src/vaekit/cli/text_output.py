@@ -16,8 +16,9 @@ def add_text_flag(parser: argparse.ArgumentParser, what: str) -> None:
                              "split)")
 
 
-def check_out(args: argparse.Namespace, text: bool, files: str) -> None:
-    """A text run writes to stdout without --out, or to a .txt or .jsonl file; another run needs --out."""
+def check_out(args: argparse.Namespace, text: bool, files: str, text_suffixes: tuple[str, ...] = TEXT_SUFFIXES) -> None:
+    """A text run writes to stdout without --out, or to a file of `text_suffixes` (.txt or .jsonl); another run
+    needs --out (`files` says which); --text is for a text run only."""
     from vaekit.cli.options import refuse_existing
     from vaekit.errors import UserError
 
@@ -27,25 +28,28 @@ def check_out(args: argparse.Namespace, text: bool, files: str) -> None:
         if not text:
             raise UserError(f"--out: this run writes files; name one ({files})")
         return
-    if text and not args.out.lower().endswith(TEXT_SUFFIXES):
-        raise UserError(f"--out {args.out}: a text run writes .txt or .jsonl (or leave --out out for stdout)")
+    if text and not args.out.lower().endswith(text_suffixes):
+        raise UserError(f"--out {args.out}: a text run writes {' or '.join(text_suffixes)} (or leave --out out "
+                        "for stdout)")
     refuse_existing(args.out, args.overwrite)
 
 
-def input_lines(args: argparse.Namespace, trained: Any, count: int | None = None) -> list[str]:
-    """--text lines, or the first `count` (all) lines of --data or the run's split, as its tokenizer reads them."""
+def input_lines(args: argparse.Namespace, trained: Any, count: int | None = None, typed: bool = True) -> list[str]:
+    """--text lines (unless not `typed`), or the first `count` (all) lines of --data or the run's split (--split,
+    where the command has it), as its tokenizer reads them."""
     import numpy as np
 
     from vaekit.cli.options import data_overrides
     from vaekit.errors import UserError
 
-    if getattr(args, "text", None):
+    if typed and getattr(args, "text", None):
         return list(args.text)
+    split = getattr(args, "split", None)
     settings = data_overrides(args)
-    chosen, _ = trained.load_split(settings.pop("source", None), args.split, **settings)
+    chosen, _ = trained.load_split(settings.pop("source", None), split, **settings)
     lines = trained.codec.decode(np.asarray(chosen.x[:count]))
     if not lines:
-        raise UserError(f"{trained.run_dir}: the {args.split or 'test'} split holds no lines; pass --text or --data")
+        raise UserError(f"{trained.run_dir}: the {split or 'test'} split holds no lines; pass --text or --data")
     return lines
 
 

@@ -105,7 +105,7 @@ def _sentences(args: argparse.Namespace, trained) -> int:  # trained: TrainedVAE
         raise UserError(f"--label {args.label}: needs a conditional VAE; a text run has no labels")
     if args.text is not None and (len(args.text) != 1 or args.index is not None):
         raise UserError("--text: give one line to sweep around (or --index I of the test split), not both or more")
-    lines = input_lines(argparse.Namespace(**{**vars(args), "text": None, "split": None}), trained)
+    lines = input_lines(args, trained, typed=False)  # the KL's lines, and --index's
     kl = trained.text.kl_per_dimension(lines[:KL_EXAMPLES])
     ranked = latent_paths.by_kl(kl) if args.all else latent_paths.active_dimensions(kl)
     dims = list(args.dims or ranked or latent_paths.by_kl(kl)[:1])

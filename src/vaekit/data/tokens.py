@@ -123,7 +123,7 @@ class TokenCodec:
     def decode(self, ids: np.ndarray | Sequence[Sequence[int]]) -> list[str]:
         """Each row of ids back to a line: up to its first </s>, without <pad> and <s>."""
         lines = []
-        for row in np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else ids:
+        for row in ids.tolist() if isinstance(ids, np.ndarray) else ids:
             row = list(row)
             row = row[: row.index(EOS)] if EOS in row else row
             pieces = [self.tokenizer.id_to_token(int(i)) or "<unk>" for i in row if i not in (PAD, BOS)]

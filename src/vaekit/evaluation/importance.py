@@ -205,8 +205,9 @@ def evaluate(
         raise ValueError("evaluate needs at least one example")
     tokens = None
     if isinstance(codec, TokenCodec):  # sentences in order of length: each batch is cut to its longest (1.8x faster)
-        tokens = int((stored != PAD).sum())
-        by_length = torch.argsort((stored != PAD).sum(1), stable=True)
+        lengths = (stored != PAD).sum(1)
+        tokens = int(lengths.sum())
+        by_length = torch.argsort(lengths, stable=True)
         stored = stored[by_length]
         labels = None if labels is None else torch.as_tensor(labels)[by_length]
     generator = torch.Generator(device=device).manual_seed(seed)

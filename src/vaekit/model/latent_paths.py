@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
+from vaekit.errors import UserError
+
 PATHS = ("linear", "slerp")
 ACTIVE_KL = 0.01  # nats: a latent dimension with less KL than this carries (next to) nothing about x
 GRID_EDGE = 0.05  # the manifold grid spans the prior's quantiles 0.05 .. 0.95 (the paper's figure)
@@ -25,6 +27,14 @@ def by_kl(kl: np.ndarray) -> list[int]:
 def active_dimensions(kl: np.ndarray) -> list[int]:
     """The dimensions whose KL is above ACTIVE_KL, most KL first: those a traversal or a slider shows."""
     return [d for d in by_kl(kl) if kl[d] > ACTIVE_KL]
+
+
+def check_path(path: str, steps: int) -> None:
+    """A UserError for an interpolation's --path or --steps that cannot be walked."""
+    if path not in PATHS:
+        raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
+    if steps < 2:
+        raise UserError(f"--steps {steps}: a path needs at least 2 steps (its two ends)")
 
 
 def interpolation(z_from: torch.Tensor, z_to: torch.Tensor, steps: int, path: str = "linear") -> torch.Tensor:

@@ -19,7 +19,6 @@ from vaekit.data.batch import Batch
 from vaekit.data.tokens import TokenCodec
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
-from vaekit.model.latent_paths import PATHS
 from vaekit.model.objectives import gaussian_kl
 from vaekit.model.sentence_decoding import decode_sentences
 from vaekit.model.sentence_vae import SentenceVAE
@@ -109,10 +108,7 @@ class TrainedSentences:
     def interpolate(self, start: str, end: str, steps: int = 8, path: str = "linear", beam: int = 1) -> list[str]:
         """The homotopy between two sentences (Bowman et al.'s Table 8): the sentences decoded along the path
         from μ(start) to μ(end), both ends included."""
-        if path not in PATHS:
-            raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
-        if steps < 2:
-            raise UserError(f"--steps {steps}: a path needs at least 2 steps (its two ends)")
+        latent_paths.check_path(path, steps)
         loc, _ = self.model.encode(Batch(self.ids([start, end])))
         codes = latent_paths.interpolation(loc[:1], loc[1:], steps, path)[0]  # (steps, D)
         return self.decode(codes, beam=beam)

@@ -23,7 +23,6 @@ from vaekit.data.tables import settings_like_run
 from vaekit.data.text import tokenized
 from vaekit.errors import UserError
 from vaekit.model import latent_paths
-from vaekit.model.latent_paths import PATHS
 from vaekit.model.objectives import gaussian_kl
 from vaekit.runs.directory import load_model, read_metrics, read_results
 from vaekit.runs.labels import RunLabels
@@ -223,10 +222,7 @@ class TrainedVAE:
         """Decode the path between the posterior means of x_from[i] and x_to[i]: (N, steps, *event_shape),
         both ends included, in data units; `path` is linear or slerp (along the great circle). A conditional
         run encodes each end with its own label and decodes the path with `label`, by default the start's."""
-        if path not in PATHS:
-            raise UserError(f"--path {path}: use one of {', '.join(PATHS)}")
-        if steps < 2:
-            raise UserError(f"--steps {steps}: a path needs at least 2 steps (its two ends)")
+        latent_paths.check_path(path, steps)
         starts = Batch(self._to_model(x_from), self.labels.tensor(labels_from, len(x_from), "interpolate"))
         ends = Batch(self._to_model(x_to), self.labels.tensor(labels_to, len(x_to), "interpolate"))
         (loc_from, _), (loc_to, _) = self.model.encode(starts), self.model.encode(ends)

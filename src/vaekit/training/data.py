@@ -37,6 +37,8 @@ class TrainingData:
         self.streamed = is_streamed(stored)
         self.stored = stored if self.streamed else torch.from_numpy(stored).to(device)
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
+        # text: each sentence's tokens, which every epoch's buckets sort by
+        self.lengths = (self.stored != PAD).sum(1).cpu() if isinstance(codec, TokenCodec) else None
         if len(self.stored) < batch_size:
             raise UserError(
                 f"{description}: {len(self.stored)} training examples are fewer than one batch "
@@ -53,14 +55,14 @@ class TrainingData:
     def order(self, epoch: int, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed * ORDER_SEED_STRIDE + epoch)
         order = torch.randperm(len(self.stored), generator=generator)
-        if isinstance(self.codec, TokenCodec):
+        if self.lengths is not None:
             order = self._bucketed(order, generator)
         return order if self.streamed else order.to(self.device)  # streamed files are picked on the CPU
 
     def _bucketed(self, order: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """`order` with each run of BUCKET_BATCHES batches sorted by sentence length, and its full batches
         shuffled (the last, smaller batch stays last, as the steps expect)."""
-        lengths = (self.stored != PAD).sum(1).cpu()[order]
+        lengths = self.lengths[order]
         span = self.batch_size * BUCKET_BATCHES
         sorted_runs = [order[start : start + span][torch.argsort(lengths[start : start + span], stable=True)]
                        for start in range(0, len(order), span)]
