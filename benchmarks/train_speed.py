@@ -29,7 +29,8 @@ quality               wall time until test −ELBO ≤ --target nats on grey-lev
 
 Throughput is also given as a fraction of the machine's own bound, measured in the same run, interleaved
 with the workers: the matrix products of one step of the network at batch 128 timed alone, with the same
-threads (benchmarks/product_bound.py).
+threads (benchmarks/product_bound.py). A third worker, "autograd", is vaekit with `step = "autograd"`: on a
+CPU it shows what the hand-written step (vaekit.training.explicit_step) gains, in the same run.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-PLAIN, VAEKIT, BOUND, PROFILE = "plain", "vaekit", "bound", "profile"
+PLAIN, VAEKIT, AUTOGRAD, BOUND, PROFILE = "plain", "vaekit", "autograd", "bound", "profile"
 REFERENCE_BATCH = 128  # pytorch/examples' batch; the throughput comparison is at this batch
 TEST_BATCH = 1000
 
@@ -212,6 +213,8 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
     else:
         train_settings.update(epochs=args.max_epochs)  # vaekit's defaults otherwise
     train_settings.update(parse_settings(args.set))
+    if args.worker == AUTOGRAD:  # vaekit with autograd's step, where it would take the explicit one
+        train_settings["step"] = "autograd"
     config = RunConfig().with_overrides({"data": data_settings, "train": train_settings})
     splits = load_data(config.data)
     torch.manual_seed(config.train.seed)
@@ -221,8 +224,8 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
                           progress_bar=False)
         setup_seconds = time.perf_counter() - started
         if args.mode == "throughput":  # `fit` trains all the epochs, as `vaekit train` does
-            return timed(trainer.fit, args.epochs * trainer.data.steps_per_epoch, args.epochs * len(trainer.data),
-                         setup_seconds, trainer.device)
+            return {**timed(trainer.fit, args.epochs * trainer.data.steps_per_epoch, args.epochs * len(trainer.data),
+                            setup_seconds, trainer.device), "step": type(trainer.step).__name__}
         test_images = torch.from_numpy(splits.test.x)
 
         def train_and_validate():  # an epoch of `fit`
@@ -292,7 +295,8 @@ def profile_worker(args: argparse.Namespace) -> dict:
     return {"wall_seconds": wall, "steps": trainer.data.steps_per_epoch, "seconds_by_kind": by_kind}
 
 
-WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, BOUND: bound_worker, PROFILE: profile_worker}
+WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, AUTOGRAD: vaekit_worker, BOUND: bound_worker,
+           PROFILE: profile_worker}
 
 
 # ----- the parent: interleaved repeats in subprocesses ----------------------------------------------
@@ -398,9 +402,10 @@ def main() -> None:
     print(f"{args.mode}: {args.repeats} interleaved repeats, {where}; load average {load_average()}", file=sys.stderr)
     runs: dict[str, list[dict]] = {PLAIN: [], VAEKIT: []}
     if args.mode == "throughput":
-        runs[BOUND] = []
+        runs[AUTOGRAD], runs[BOUND] = [], []
     for repeat in range(args.repeats):
         order = (PLAIN, VAEKIT) if repeat % 2 == 0 else (VAEKIT, PLAIN)  # neither always goes first
+        order = (*order, AUTOGRAD) if AUTOGRAD in runs else order
         for name in (*order, *((BOUND,) if BOUND in runs else ())):
             runs[name].append(run_worker(name, args))
             print(f"  repeat {repeat + 1} {name:6s} {describe(runs[name][-1], args.mode)}  (load {load_average()})",
@@ -422,8 +427,9 @@ def describe(result: dict, mode: str) -> str:
         return f"{result['images_per_second']:8,.0f} img/s  (a step's products alone: {milliseconds:.3f} ms)"
     if mode == "throughput":
         gpu = f"  peak GPU memory {result['peak_gpu_mb']:5.0f} MB" if "peak_gpu_mb" in result else ""
+        step = f"  ({result['step']})" if "step" in result else ""
         return (f"{result['images_per_second']:8,.0f} img/s  {result['seconds']:6.1f} s  "
-                f"cpu {result['cpu_seconds']:6.1f} s  peak RSS {result['peak_rss_mb']:5.0f} MB{gpu}")
+                f"cpu {result['cpu_seconds']:6.1f} s  peak RSS {result['peak_rss_mb']:5.0f} MB{gpu}{step}")
     reached = result["reached_seconds"]
     last = result["curve"][-1]
     where = f"reached at {reached:6.1f} s, epoch {result['reached_epoch']}" if reached else "not reached"
@@ -435,16 +441,19 @@ def report(summary: dict, args: argparse.Namespace) -> str:
     if args.mode == "throughput":
         lines.append(f"medians of {args.repeats} runs, {args.epochs} epochs at batch {REFERENCE_BATCH}, "
                      f"{args.threads} thread(s){' on ' + args.device if args.device != 'cpu' else ''}:")
-        for name in (PLAIN, VAEKIT):
+        for name in (PLAIN, VAEKIT, AUTOGRAD):
+            if name not in summary:
+                continue
             s = summary[name]
-            lines.append(f"  {name:6s} {s['images_per_second']:8,.0f} img/s   "
+            lines.append(f"  {name:8s} {s['images_per_second']:8,.0f} img/s   "
                          f"({s['cpu_images_per_second']:8,.0f} per CPU-second)   peak RSS {s['peak_rss_mb']:4.0f} MB")
         each = ", ".join(f"{r:.2f}" for r in summary["ratios"])
         lines.append(f"  vaekit / plain: {summary['ratio']:.2f}x wall ({each}), {summary['cpu_ratio']:.2f}x CPU time")
         if BOUND in summary:
             bound = summary[BOUND]["images_per_second"]
             lines.append(f"  product bound {bound:8,.0f} img/s (a step's matrix products alone, same threads): "
-                         f"vaekit at {summary[VAEKIT]['images_per_second'] / bound:.0%} of it, plain at "
+                         f"vaekit at {summary[VAEKIT]['images_per_second'] / bound:.0%} of it, with autograd's "
+                         f"step {summary[AUTOGRAD]['images_per_second'] / bound:.0%}, plain at "
                          f"{summary[PLAIN]['images_per_second'] / bound:.0%}")
         if "profile" in summary:
             profile = summary["profile"]

@@ -20,6 +20,8 @@ Usage (each venv's python runs the script and the training):
     OLD=/work/base/.venv/bin/python NEW=.venv/bin/python
     $OLD tools/same_weights.py --python $OLD --out /tmp/bitcheck/base
     $NEW tools/same_weights.py --python $NEW --out /tmp/bitcheck/new
+    # a vaekit with the explicit CPU step (vaekit.training.explicit_step) against one from before it:
+    $NEW tools/same_weights.py --python $NEW --out /tmp/bitcheck/new --train-flag=--step=autograd
     python tools/same_weights.py compare /tmp/bitcheck/base/summary.json /tmp/bitcheck/new/summary.json
 
 `compare` prints SAME or DIFFERENT per scenario, naming the tensors and fields that differ, checks
@@ -316,9 +318,12 @@ def run_killed(command: list[str], run: Path) -> dict:
     return {"kill_seen_step": seen[0], "kill_delay_ms": round(delay * 1000, 1), "resume_from_step": left[0]}
 
 
+EXTRA_FLAGS: list[str] = []  # --train-flag: given to every scenario's `vaekit train` (a resume keeps the run's config)
+
+
 def train_command(python: str, scenario: Scenario, run: Path, inputs: dict[str, Path]) -> list[str]:
     flags = [flag.format(**{k: str(v) for k, v in inputs.items()}) for flag in scenario.flags]
-    train = ["-m", "vaekit", "train", *flags, "--out", str(run), *COMMON]
+    train = ["-m", "vaekit", "train", *flags, *EXTRA_FLAGS, "--out", str(run), *COMMON]
     if scenario.kind == "torchrun":
         launcher = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                     "--master-addr", "127.0.0.1", "--master-port", str(free_port())]
@@ -485,7 +490,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="folder for the runs and summary.json (its runs are replaced)")
     parser.add_argument("--only", help="comma-separated scenario names (default: all)")
     parser.add_argument("--list", action="store_true", help="print the scenarios and their flags, then exit")
+    parser.add_argument("--train-flag", action="append", default=[], metavar="FLAG",
+                        help="a flag for every scenario's `vaekit train`, repeatable: --train-flag=--step=autograd "
+                             "trains a vaekit that has the explicit CPU step with autograd's, to compare with a "
+                             "version from before it")
     args = parser.parse_args(argv)
+    EXTRA_FLAGS[:] = args.train_flag
     if args.list:
         for scenario in SCENARIOS:
             print(f"{scenario.name:18s} {scenario.kind:9s} {shlex.join(scenario.flags + COMMON)}"

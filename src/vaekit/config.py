@@ -33,6 +33,7 @@ BINARIZATIONS = ("none", "dynamic", "static")
 OBJECTIVES = ("elbo", "iwae")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+STEPS = ("auto", "autograd")  # how a training step computes its gradients (TrainConfig.step)
 LR_SCHEDULES = ("constant", "cosine")
 DATA_FORMATS = ("auto", "digits", "idx", "images", "npy", "npz", "csv", "audio", "text")
 TOKENIZATIONS = ("word", "char", "bpe")
@@ -187,6 +188,11 @@ class TrainConfig:
     # On a CUDA GPU, capture a training step once as a CUDA graph and replay it for every full batch: the
     # same numbers, without the host issuing ~100 kernels a step (vaekit.training.cuda_graph). Ignored elsewhere.
     cuda_graphs: bool = True
+    # auto: a CPU run of a dense ReLU network with Bernoulli pixels on the ELBO takes the step whose gradients are
+    # written out by hand (vaekit.training.explicit_step: equal to autograd's to float32 rounding, about a fifth
+    # faster); every other run, and autograd here, takes autograd's step. Runs from before it was there, whose
+    # config.json has no step, keep autograd's, so they resume bit for bit.
+    step: str = "auto"
     # CPU threads while training; None keeps torch's default, the physical cores. On a machine busy with
     # other work fewer can be much faster (docs/performance.md measures it).
     threads: int | None = None
@@ -219,6 +225,7 @@ class TrainConfig:
         _check(self.patience is None or self.patience >= 1, f"patience = {self.patience} must be at least 1")
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("step", self.step, STEPS)
         _check(self.threads is None or self.threads >= 1, f"threads = {self.threads} must be at least 1")
         _check(
             self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def trainer(tmp_path: Path, graphs: bool, overrides: dict | None = None, hooks: Hooks = Hooks(),
             **settings) -> Trainer:
-    """A trainer whose steps replay a captured graph (stood in for by `RerunGraph`), or eager ones."""
-    config = tiny(**settings).with_overrides(overrides or {})
+    """A trainer whose steps replay a captured graph (stood in for by `RerunGraph`), or eager ones (autograd's, which
+    the graph captures, not the CPU's explicit step)."""
+    config = tiny(step="autograd", **settings).with_overrides(overrides or {})
     splits = load_data(config.data)
     torch.manual_seed(0)
     classes = len(splits.raw.class_names or ()) if config.model.conditional else 0

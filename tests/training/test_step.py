@@ -1,4 +1,5 @@
-"""training/step.py: one step frees its gradients, returns the batch's sums and applies the schedules' values."""
+"""training/step.py: one step frees its gradients, returns the batch's sums and applies the schedules' values.
+These are autograd's step (`step="autograd"`); tests/training/test_explicit_step.py has the explicit one's."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def digits():
 def trainer(digits, tmp_path: Path, **settings) -> Trainer:
     torch.manual_seed(0)
     model = VAE(ModelConfig(latent_dim=3, hidden_sizes=(16,)), digits.event_shape, "bernoulli")
+    settings.setdefault("step", "autograd")
     return Trainer(model, digits, TrainConfig(batch_size=32, seed=3, **settings), tmp_path, torch.device("cpu"),
                    progress_bar=False)
 

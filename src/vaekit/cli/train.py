@@ -29,6 +29,7 @@ from vaekit.config import (
     LR_SCHEDULES,
     OBJECTIVES,
     PRECISIONS,
+    STEPS,
     RunConfig,
     load_toml,
 )
@@ -147,6 +148,11 @@ SETTINGS: dict[str, tuple[str, str, dict]] = {
         "action": argparse.BooleanOptionalAction,
         "help": "on a CUDA GPU, replay each full batch's step as one captured CUDA graph (default; "
                 "--no-cuda-graphs: launch every kernel from Python)"}),
+    "--step": ("train", "step", {
+        "choices": STEPS,
+        "help": "auto (default): a CPU run of a ReLU MLP with Bernoulli pixels on the ELBO computes its gradients "
+                "by a hand-written backward pass, equal to autograd's to float32 rounding and faster; autograd: "
+                "always autograd's step"}),
     "--threads": ("train", "threads", THREADS_KEYWORDS),
     "--checkpoint-every-steps": ("train", "checkpoint_every_steps", {
         "type": int, "metavar": "N",

@@ -110,6 +110,7 @@ def write_config(run_dir: Path, config: RunConfig, data: DataInfo, launch: dict[
 # an older vaekit resumes as it began, not with today's defaults.
 SETTINGS_BEFORE_THEY_EXISTED = {
     "adam_beta2": 0.999, "weight_average": 0.0, "output_bias_from_data": False, "cuda_graphs": False,
+    "step": "autograd",
 }
 
 

@@ -36,6 +36,7 @@ from vaekit.training.checkpointer import BeforeWrite, Checkpointer
 from vaekit.training.console import ConsoleReporter, EpochLines, Reporter
 from vaekit.training.cuda_graph import GraphFactory
 from vaekit.training.data import TrainingData
+from vaekit.training.explicit_step import ExplicitStep, explicit_step_suits
 from vaekit.training.graphed_step import GraphedStep, graphs_suit
 from vaekit.training.guard import FiniteCheck, NonFinite, TrainingDiverged
 from vaekit.training.optim import Adam
@@ -77,7 +78,8 @@ def step_parts(model: nn.Module, config: TrainConfig, device: torch.device, bina
 
 def choose_step(parts: StepParts, config: TrainConfig, device: torch.device, world: World,
                 new_graph: GraphFactory | None) -> Step:
-    """The shard step under torchrun; on a GPU that can capture it, the graphed step; else the eager one."""
+    """The shard step under torchrun; on a GPU that can capture it, the graphed step; on a CPU, for the networks
+    whose gradients it writes out, the explicit step (unless `config.step` asks for autograd's); else the eager one."""
     if world.size > 1:
         return ShardStep(parts, world, device, config.batch_size)
     eager = EagerStep(parts)
@@ -85,6 +87,8 @@ def choose_step(parts: StepParts, config: TrainConfig, device: torch.device, wor
         return GraphedStep(eager, config.batch_size, new_graph)
     if config.cuda_graphs and graphs_suit(parts.model, device):
         return GraphedStep(eager, config.batch_size)
+    if config.step == "auto" and explicit_step_suits(parts, device):
+        return ExplicitStep(parts)
     return eager
 
 
