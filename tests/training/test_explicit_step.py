@@ -173,3 +173,14 @@ def test_a_run_from_before_the_explicit_step_resumes_with_autograds(tmp_path: Pa
     del raw["config"]["train"]["step"]  # as a run of an older vaekit wrote it
     path.write_text(json.dumps(raw))
     assert read_config(tmp_path / "run")[0].train.step == "autograd"
+
+
+def test_the_command_line_chooses_the_step_and_a_resume_keeps_it(tmp_path: Path, cli):
+    run = tmp_path / "run"
+    done = cli("train", "--epochs", "1", "--hidden-sizes", "16", "--latent-dim", "2", "--quiet", "--step", "autograd",
+               "--out", run)
+    assert done.code == 0, done.err
+    assert json.loads((run / "config.json").read_text())["config"]["train"]["step"] == "autograd"
+    refused = cli("train", "--resume", run, "--epochs", "2", "--step", "auto", "--quiet")
+    assert refused.code == 2 and "cannot change --step" in refused.err
+    assert "--step" in cli("train", "--help").out
