@@ -1,10 +1,12 @@
 """One training step: forward and backward, the finite check, Adam's update and the weight average.
 
 A `Step` is called with a batch and where the run stands (`StepAt`) and returns the batch's sums of the
-bound, the reconstruction term and the KL. Three variants take the same step: `EagerStep` here, the
-CUDA-graph replay of it (vaekit.training.graphed_step) and one process's shard of a distributed batch
-(vaekit.training.sharded_step). Each leaves no gradients behind: they are freed as soon as the update
-is taken, so validation and checkpoints between epochs reuse their memory instead of adding to the peak.
+bound, the reconstruction term and the KL. Four variants take the same step: `EagerStep` here, the
+CUDA-graph replay of it (vaekit.training.graphed_step), one process's shard of a distributed batch
+(vaekit.training.sharded_step), and on a CPU the MLP's step with its gradients written out by hand
+(vaekit.training.explicit_step: the same numbers to float32 rounding, not bit for bit). Each leaves no
+gradients behind: they are freed as soon as the update is taken, so validation and checkpoints between epochs
+reuse their memory instead of adding to the peak (the explicit step keeps its one preallocated buffer).
 """
 
 from __future__ import annotations
