@@ -162,22 +162,20 @@ class ExplicitStep:
         inputs = [b.z, *b.decoder]  # what each decoder layer reads
         for index in reversed(range(len(self.decoder))):
             layer, below = self.decoder[index], inputs[index]
-            first = index == len(self.decoder) - 1  # the output layer's d is not yet scaled
-            alpha = scale if first else 1.0
-            torch.addmm(grad[id(layer.weight)], d.t(), below, beta=0.0, alpha=alpha, out=grad[id(layer.weight)])
-            torch.sum(d, 0, out=grad[id(layer.bias)])
-            if first:
-                grad[id(layer.bias)].mul_(scale)
+            # the output layer's d is unscaled: its products take the 1 / (L·B) (addmm's alpha, no extra pass)
+            alpha = scale if index == len(self.decoder) - 1 else 1.0
+            weight_gradient, bias_gradient = grad[id(layer.weight)], grad[id(layer.bias)]
+            torch.addmm(weight_gradient, d.t(), below, beta=0.0, alpha=alpha, out=weight_gradient)
+            torch.sum(d, 0, out=bias_gradient).mul_(alpha)
             into = b.d_z if index == 0 else b.d_decoder[index - 1]
             torch.addmm(into, d, layer.weight, beta=0.0, alpha=alpha, out=into)
             d = into if index == 0 else relu_backward_(into, below)
         d_z = b.d_z.view_as(b.noise)  # (L, B, D)
         # z = μ + σ ε: dμ = Σₗ dz; d log σ² = Σₗ dz ε σ / 2; then the KL's β/B (μ, (σ² − 1) / 2)
-        d_loc = torch.sum(d_z, 0, out=b.d_loc) if self.samples > 1 else b.d_loc.copy_(d_z[0])
+        d_loc, d_log_variance = b.d_loc, b.d_log_variance
+        torch.sum(d_z, 0, out=d_loc)
+        torch.sum(d_z.mul(b.noise), 0, out=d_log_variance)
         d_loc.addcmul_(b.loc, b.kl_factor)
-        d_log_variance = b.d_log_variance
-        product = d_z.mul(b.noise)
-        torch.sum(product, 0, out=d_log_variance) if self.samples > 1 else d_log_variance.copy_(product[0])
         d_log_variance.mul_(b.std).mul_(0.5).addcmul_(variance.sub_(1.0), b.kl_factor, value=0.5)
         h = b.encoder[-1] if self.encoder else x
         for head, d_head in ((self.loc_head, d_loc), (self.log_variance_head, d_log_variance)):
