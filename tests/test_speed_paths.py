@@ -10,6 +10,7 @@ trainer's step that frees its gradients, and denormals flushed only while traini
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from vaekit.data.source import IMAGE, RawData
 from vaekit.errors import UserError
 from vaekit.model.objectives import Elbo, Iwae
 from vaekit.model.vae import VAE, reparameterize
-from vaekit.runtime.cpu import _openmp_runtime, flush_denormals, torch_threads
+from vaekit.runtime.cpu import _libc, _openmp_runtime, flush_denormals, freed_memory_kept, torch_threads
 
 
 def small_vae(likelihood: str = "bernoulli", event_shape: tuple[int, ...] = (1, 4, 4)) -> VAE:
@@ -132,6 +133,26 @@ def test_denormals_flush_on_every_thread_of_a_parallel_op():
             assert bool((smallest_normal / 2 == 0).all()), "a thread of the team still computes denormals"
             assert bool((torch.full((1 << 20,), 1.5) * 2 == 3).all())
         assert bool((smallest_normal / 2 > 0).all()), "a thread of the team still flushes after the block"
+
+
+def resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(_libc() is None or not Path("/proc/self/statm").exists(), reason="needs glibc and Linux")
+def test_freed_memory_is_kept_while_training_and_handed_back_after():
+    """Inside the block 64 MB freed stay resident for the next step; after it they go back to the system, and
+    later allocations are glibc's own again (returned when freed)."""
+    with freed_memory_kept():
+        block = np.ones(64 << 18, dtype=np.float32)  # 64 MB, every page touched
+        holding = resident_mb()
+        del block
+        assert resident_mb() > holding - 8, "freed memory was handed back inside the block"
+    after = resident_mb()
+    assert after < holding - 48, "the kept memory was not handed back after the block"
+    block = np.ones(64 << 18, dtype=np.float32)
+    del block
+    assert resident_mb() - after < 16, "glibc's defaults were not restored"
 
 
 def test_threads_apply_while_training_and_are_restored():

@@ -103,33 +103,66 @@ def torch_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # mallopt's parameters, from glibc's malloc.h
+KEPT = {M_MMAP_THRESHOLD: 1 << 30, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 64 << 20}
+GLIBC_DEFAULTS = {M_MMAP_THRESHOLD: 128 << 10, M_TRIM_THRESHOLD: 128 << 10, M_TOP_PAD: 0}  # malloc.c's own
+_kept_depth = 0  # blocks of `freed_memory_kept` now open
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc's, absent from other C libraries
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system.
 
     Each training step allocates and frees megabytes of activations and gradients, each chunk of
     importance samples tens of MiB; by default glibc hands that back to the kernel and page-faults it
     in again on the next step, at a measured cost (docs/performance.md). Peak memory is unchanged, but
-    the process keeps its peak until it ends. Process-wide and left on; does nothing where the C
-    library is not glibc.
+    the process keeps its peak. Process-wide and left on (`vaekit evaluate`, which ends when it is done;
+    training keeps it for its own block, `freed_memory_kept`); does nothing where the C library is not glibc.
     """
-    import ctypes.util
+    libc = _libc()
+    if libc is not None:
+        for parameter, value in KEPT.items():
+            libc.mallopt(parameter, value)
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+
+@contextmanager
+def freed_memory_kept() -> Iterator[None]:
+    """`keep_freed_memory` for the block; after it glibc's defaults again and what it kept handed back to the
+    system (`malloc_trim`), so that a process going on after training (a notebook; a run's pictures and report)
+    neither keeps training's freed memory nor piles its own onto it. Blocks may nest."""
+    global _kept_depth
+    libc = _libc()
+    if libc is None:
+        yield
         return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # from glibc's malloc.h
-    mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 1 << 30)
-    mallopt(m_top_pad, 64 << 20)
+    keep_freed_memory()
+    _kept_depth += 1
+    try:
+        yield
+    finally:
+        _kept_depth -= 1
+        if _kept_depth == 0:
+            for parameter, value in GLIBC_DEFAULTS.items():
+                libc.mallopt(parameter, value)
+            libc.malloc_trim(0)
 
 
 @contextmanager
 def cpu_settings(device: torch.device, threads: int | None) -> Iterator[None]:
     """What training runs under: `threads` CPU threads, and on a CPU denormals flushed and freed memory
-    kept for reuse."""
-    if device.type == "cpu":
-        keep_freed_memory()
-    with torch_threads(threads), flush_denormals() if device.type == "cpu" else nullcontext():
+    kept for reuse (after the block: the threads and the flush as they were, glibc's defaults)."""
+    on_cpu = device.type == "cpu"
+    with (torch_threads(threads), flush_denormals() if on_cpu else nullcontext(),
+          freed_memory_kept() if on_cpu else nullcontext()):
         yield
