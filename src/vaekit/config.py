@@ -190,8 +190,8 @@ class TrainConfig:
     cuda_graphs: bool = True
     # auto: a CPU run of a dense ReLU network with Bernoulli pixels on the ELBO takes the step whose gradients are
     # written out by hand (vaekit.training.explicit_step: equal to autograd's to float32 rounding, about a fifth
-    # faster); every other run, and autograd here, takes autograd's step. Runs from before it was there, whose
-    # config.json has no step, keep autograd's, so they resume bit for bit.
+    # faster); every other run takes autograd's step, as every run does with "autograd". Runs from before the
+    # explicit step, whose config.json has no step, keep autograd's, so they resume bit for bit.
     step: str = "auto"
     # CPU threads while training; None keeps torch's default, the physical cores. On a machine busy with
     # other work fewer can be much faster (docs/performance.md measures it).
