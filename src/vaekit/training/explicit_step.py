@@ -46,6 +46,8 @@ def explicit_step_suits(parts: StepParts, device: torch.device) -> bool:
         return False
     if not isinstance(parts.objective, Elbo) or device.type != "cpu" or parts.bf16:
         return False
+    if any(p.dtype != torch.float32 for p in parts.optimizer.params):  # its buffers are float32
+        return False
     linear = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
     return {id(p) for p in parts.optimizer.params} == linear  # every trained weight is a dense layer's
 
