@@ -269,7 +269,8 @@ def bound_worker(args: argparse.Namespace) -> dict:
 
 
 def profile_worker(args: argparse.Namespace) -> dict:
-    """One epoch of vaekit's steps (469 at batch 128) under torch.profiler: self CPU time by operator kind."""
+    """One epoch of vaekit's steps (469 at batch 128) under torch.profiler: self CPU time by operator kind (of
+    autograd's step with `--set step=autograd`)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from product_bound import profile_by_kind
 
@@ -284,7 +285,8 @@ def profile_worker(args: argparse.Namespace) -> dict:
     config = RunConfig().with_overrides({
         "data": {"source": "fashion-mnist", "validation_fraction": 0.0},
         "train": {"epochs": 1, "patience": None, "batch_size": REFERENCE_BATCH, "learning_rate": 1e-3,
-                  "adam_beta2": 0.999, "seed": args.seed, "device": args.device}})
+                  "adam_beta2": 0.999, "seed": args.seed, "device": args.device,
+                  "step": parse_settings(args.set).get("step", "auto")}})
     splits = load_data(config.data)
     model = VAE(config.model, splits.event_shape, resolve_likelihood(config.model.likelihood, splits))
     with tempfile.TemporaryDirectory() as run_dir:
@@ -292,7 +294,8 @@ def profile_worker(args: argparse.Namespace) -> dict:
         with cpu_settings(trainer.device, None):
             trainer.model.train()
             wall, by_kind = profile_by_kind(trainer.run_epoch)
-    return {"wall_seconds": wall, "steps": trainer.data.steps_per_epoch, "seconds_by_kind": by_kind}
+    return {"wall_seconds": wall, "steps": trainer.data.steps_per_epoch, "seconds_by_kind": by_kind,
+            "step": type(trainer.step).__name__}
 
 
 WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, AUTOGRAD: vaekit_worker, BOUND: bound_worker,
@@ -300,10 +303,11 @@ WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, AUTOGRAD: vaekit_worker, 
 
 
 # ----- the parent: interleaved repeats in subprocesses ----------------------------------------------
-def run_worker(name: str, args: argparse.Namespace) -> dict:
+def run_worker(name: str, args: argparse.Namespace, settings: tuple[str, ...] = ()) -> dict:
+    """`name`'s worker in a subprocess; `settings` are --set pairs on top of the command line's."""
     command = [sys.executable, __file__, "--worker", name, "--mode", args.mode, "--threads", str(args.threads),
                "--epochs", str(args.epochs), "--seed", str(args.seed), "--target", str(args.target),
-               "--max-epochs", str(args.max_epochs), "--device", args.device, "--set", *args.set]
+               "--max-epochs", str(args.max_epochs), "--device", args.device, "--set", *args.set, *settings]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -415,6 +419,7 @@ def main() -> None:
         summary["cli_peak_rss_mb"] = cli_peak_rss_mb(args.threads)
     if args.mode == "throughput" and args.profile:
         summary["profile"] = run_worker(PROFILE, args)
+        summary["profile_autograd"] = run_worker(PROFILE, args, ("step=autograd",))
     if args.json:
         print(json.dumps({"summary": summary, "runs": runs, "threads": args.threads}))
     else:
@@ -455,11 +460,13 @@ def report(summary: dict, args: argparse.Namespace) -> str:
                          f"vaekit at {summary[VAEKIT]['images_per_second'] / bound:.0%} of it, with autograd's "
                          f"step {summary[AUTOGRAD]['images_per_second'] / bound:.0%}, plain at "
                          f"{summary[PLAIN]['images_per_second'] / bound:.0%}")
-        if "profile" in summary:
-            profile = summary["profile"]
+        for key in ("profile", "profile_autograd"):
+            if key not in summary:
+                continue
+            profile = summary[key]
             kinds = sorted(profile["seconds_by_kind"].items(), key=lambda item: -item[1])
             shares = ", ".join(f"{kind} {seconds / profile['wall_seconds']:.0%}" for kind, seconds in kinds)
-            lines.append(f"  vaekit's epoch of {profile['steps']} steps under torch.profiler "
+            lines.append(f"  vaekit's epoch of {profile['steps']} steps ({profile['step']}) under torch.profiler "
                          f"({profile['wall_seconds']:.1f} s, the profiler's own cost included): {shares}")
         if "cli_peak_rss_mb" in summary:
             lines.append(f"  `vaekit train --data fashion-mnist --epochs 1`, the whole run: peak RSS "
