@@ -1,4 +1,5 @@
-"""What the end-to-end benchmarks share: the project's root, and a vaekit command run as a user runs it."""
+"""What the end-to-end benchmarks share: the project's root, their data made once by a script of tools/, and a vaekit
+command run as a user runs it."""
 
 from __future__ import annotations
 
@@ -15,3 +16,10 @@ def vaekit(*args: str) -> str:
     if done.returncode != 0:
         sys.exit(f"vaekit {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
+
+
+def made_by_tool(path: Path, script: str, *args: str) -> Path:
+    """`path`, made by `python tools/SCRIPT path ARGS` unless it exists already (a benchmark's own data)."""
+    if not path.exists():
+        subprocess.run([sys.executable, str(ROOT / "tools" / script), str(path), *args], check=True)
+    return path

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from commands import ROOT, vaekit
+from commands import made_by_tool, vaekit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=5000)
     parser.add_argument("--importance-samples", type=int, default=200)
     args = parser.parse_args(argv)
-    corpus = args.work / "fortunes.txt"
-    if not corpus.exists():
-        subprocess.run([sys.executable, str(ROOT / "tools" / "fortunes.py"), str(corpus)], check=True)
+    corpus = made_by_tool(args.work / "fortunes.txt", "fortunes.py")
     budget = ["--epochs", str(args.epochs), "--vocab-size", str(args.vocab_size), "--patience", str(args.epochs),
               "--quiet", "--overwrite"]
     figures = {}

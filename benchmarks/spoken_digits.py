@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from commands import ROOT, vaekit
+from commands import made_by_tool, vaekit
 
 
 def reconstruction_db(run: Path) -> tuple[float, float]:
@@ -46,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--importance-samples", type=int, default=1000)
     args = parser.parse_args(argv)
-    folder, run = args.work / "clips", args.work / "run"
-    if not folder.exists():
-        subprocess.run([sys.executable, str(ROOT / "tools" / "spoken_digits.py"), str(folder), "--voices",
-                        str(args.voices)], check=True)
+    folder = made_by_tool(args.work / "clips", "spoken_digits.py", "--voices", str(args.voices))
+    run = args.work / "run"
     started = time.perf_counter()
     vaekit("train", "--data", str(folder), "--out", str(run), "--epochs", str(args.epochs), "--batch-size", "32",
            "--overwrite", "--quiet")

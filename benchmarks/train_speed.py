@@ -213,8 +213,6 @@ def vaekit_worker(args: argparse.Namespace) -> dict:
     else:
         train_settings.update(epochs=args.max_epochs)  # vaekit's defaults otherwise
     train_settings.update(parse_settings(args.set))
-    if args.worker == AUTOGRAD:  # vaekit with autograd's step, where it would take the explicit one
-        train_settings["step"] = "autograd"
     config = RunConfig().with_overrides({"data": data_settings, "train": train_settings})
     splits = load_data(config.data)
     torch.manual_seed(config.train.seed)
@@ -300,6 +298,7 @@ def profile_worker(args: argparse.Namespace) -> dict:
 
 WORKERS = {PLAIN: plain_worker, VAEKIT: vaekit_worker, AUTOGRAD: vaekit_worker, BOUND: bound_worker,
            PROFILE: profile_worker}
+AUTOGRADS = ("step=autograd",)  # the --set of the autograd worker and of its profile: vaekit with autograd's step
 
 
 # ----- the parent: interleaved repeats in subprocesses ----------------------------------------------
@@ -411,7 +410,7 @@ def main() -> None:
         order = (PLAIN, VAEKIT) if repeat % 2 == 0 else (VAEKIT, PLAIN)  # neither always goes first
         order = (*order, AUTOGRAD) if AUTOGRAD in runs else order
         for name in (*order, *((BOUND,) if BOUND in runs else ())):
-            runs[name].append(run_worker(name, args))
+            runs[name].append(run_worker(name, args, AUTOGRADS if name == AUTOGRAD else ()))
             print(f"  repeat {repeat + 1} {name:6s} {describe(runs[name][-1], args.mode)}  (load {load_average()})",
                   file=sys.stderr)
     summary = summarize_throughput(runs) if args.mode == "throughput" else summarize_quality(runs)
@@ -419,7 +418,7 @@ def main() -> None:
         summary["cli_peak_rss_mb"] = cli_peak_rss_mb(args.threads)
     if args.mode == "throughput" and args.profile:
         summary["profile"] = run_worker(PROFILE, args)
-        summary["profile_autograd"] = run_worker(PROFILE, args, ("step=autograd",))
+        summary["profile_autograd"] = run_worker(PROFILE, args, AUTOGRADS)
     if args.json:
         print(json.dumps({"summary": summary, "runs": runs, "threads": args.threads}))
     else:
